@@ -38,9 +38,13 @@ def capture(ctx: Context) -> dict[str, Any]:
         pending = ctx._checkpoint or {}
         return {**pending, **base}
     ended = run.ending is not None
-    works = [] if ended else sorted(
-        [*run.in_flight.values(), *(w for q in run.queues.values() for w in q)],
-        key=lambda w: w.id,
+    works = (
+        []
+        if ended
+        else sorted(
+            [*run.in_flight.values(), *(w for q in run.queues.values() for w in q)],
+            key=lambda w: w.id,
+        )
     )
     return {
         **base,

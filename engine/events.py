@@ -96,6 +96,7 @@ class HumanResponseEvent(Event):
 for _cls in (Event, StartEvent, StopEvent, InputRequiredEvent, HumanResponseEvent):
     _register(_cls)
 
+
 def serialize_event(ev: Event) -> dict[str, Any]:
     """``{"type": short name, "key": module.QualName, "data": JSON fields}``."""
     cls = type(ev)

@@ -133,8 +133,7 @@ def analyse_step(name: str, fn: Callable[..., Any], is_method: bool) -> StepSpec
         )
     if "return" not in hints:
         raise WorkflowValidationError(
-            f"step '{name}' has no return annotation; annotate the event types it returns "
-            "(or None)"
+            f"step '{name}' has no return annotation; annotate the event types it returns (or None)"
         )
     returned = _event_types(hints["return"])
     if returned is None:
@@ -216,8 +215,7 @@ def _validate(workflow_name: str, graph: StepGraph, has_start: bool) -> None:
             continue
         if not any(_related(t, a) for a in accepted):
             raise WorkflowValidationError(
-                f"{workflow_name}: step '{s.name}' produces {t.__name__}, "
-                "but no step consumes it"
+                f"{workflow_name}: step '{s.name}' produces {t.__name__}, but no step consumes it"
             )
     for t, s in accepted.items():
         if issubclass(t, StartEvent | HumanResponseEvent) or t in graph.external:

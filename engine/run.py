@@ -307,7 +307,9 @@ class Run:
                 return True
         return False
 
-    def take_unclaimed(self, event_type: type[Event], requirements: dict[str, Any] | None) -> Event | None:
+    def take_unclaimed(
+        self, event_type: type[Event], requirements: dict[str, Any] | None
+    ) -> Event | None:
         probe = Waiter("", event_type, requirements, None, None)  # type: ignore[arg-type]
         for i, ev in enumerate(self.unclaimed):
             if probe.matches(ev):
@@ -436,8 +438,7 @@ class Run:
             if self.last_work is not None:
                 step, ev = self.last_work
                 parts.append(
-                    f"step '{step}' consumed {ev} and returned None without sending "
-                    "any event on"
+                    f"step '{step}' consumed {ev} and returned None without sending any event on"
                 )
                 names.append(ev)
             else:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     WAITING_FOR_INPUT = "WAITING_FOR_INPUT"

@@ -40,6 +40,7 @@ class Workflow:
     #: Event types that may be sent in from outside (besides HumanResponseEvent subclasses
     #: that steps accept), e.g. those a step awaits with ``ctx.wait_for_event``.
     external_events: ClassVar[tuple[type[Event], ...]] = ()
+    _free_steps: ClassVar[dict[str, Callable[..., Any]]]
 
     def __init__(
         self,
@@ -58,8 +59,9 @@ class Workflow:
     @classmethod
     def add_step(cls, fn: Callable[..., Any]) -> None:
         """Attach a free-function step (``@step(workflow=MyWorkflow)``)."""
-        cls.__dict__.get("_free_steps") or setattr(cls, "_free_steps", {})
-        cls.__dict__["_free_steps"][fn.__name__] = fn
+        if "_free_steps" not in cls.__dict__:
+            cls._free_steps = {}
+        cls._free_steps[fn.__name__] = fn
         _GRAPHS.pop(cls, None)
 
     @classmethod
@@ -108,7 +110,9 @@ class Workflow:
     def external_event_types(self) -> list[type[Event]]:
         """Event types that may be sent into a run from outside."""
         accepted = [
-            t for s in self._graph.steps.values() for t in s.accepts
+            t
+            for s in self._graph.steps.values()
+            for t in s.accepts
             if issubclass(t, HumanResponseEvent)
         ]
         return list(dict.fromkeys([*accepted, *self._graph.external]))
