@@ -1,33 +1,49 @@
-# One entry point for set-up, checks and benchmarks. Every target creates the
+# One entry point for set-up, checks, benchmarks and running. Every target creates the
 # virtualenv in .venv on first use, so a fresh clone needs nothing but python3.
 PY_SYS ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SRC    := engine service examples clients/python tests bench scripts
+ADDRESS ?= 127.0.0.1:50051
 
-.PHONY: install test lint fmt typecheck bench check clean
+.PHONY: install run proto check-proto test lint fmt typecheck bench demo check clean
 
 $(PY):
 	$(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev]'
+$(STAMP): pyproject.toml clients/python/pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]' -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Serve the example workflows (options: make run ARGS="--port 50052").
+run: $(STAMP) proto
+	$(PY) -m service $(ARGS)
+
+# Regenerate every language's stubs from protos/.
+proto: $(STAMP)
+	$(PY) scripts/gen_protos.py
+
+# Fails when the committed stubs differ from what protos/ generates (new files included).
+check-proto: proto
+	@test -z "$$(git status --porcelain -- service/_pb clients/python/workflow_client/_pb)" || \
+	  { git status --porcelain -- service/_pb clients/python/workflow_client/_pb; \
+	    echo "generated stubs are out of date: run 'make proto' and commit"; exit 1; }
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check engine tests bench
-	$(PY) -m ruff format --check engine tests bench
+	$(PY) -m ruff check $(SRC)
+	$(PY) -m ruff format --check $(SRC)
 	$(PY) -m mypy
 
 fmt: $(STAMP)
-	$(PY) -m ruff format engine tests bench
-	$(PY) -m ruff check --fix engine tests bench
+	$(PY) -m ruff format $(SRC)
+	$(PY) -m ruff check --fix $(SRC)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -39,7 +55,11 @@ $(VENV)/.bench-installed: pyproject.toml $(STAMP)
 bench: $(VENV)/.bench-installed
 	$(PY) bench/engine_bench.py
 
-check: lint test
+# The research scenario against a running server (make run in another terminal).
+demo: $(STAMP)
+	$(PY) clients/python/demo.py --address $(ADDRESS)
+
+check: check-proto lint test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

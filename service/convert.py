@@ -1,0 +1,69 @@
+"""Conversions between protobuf messages and engine / Python values, all in one place."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from pydantic_core import to_jsonable_python
+
+from engine import Event, RunStatus
+
+from ._pb import workflow_pb2 as pb
+
+STATUS_TO_PB: dict[RunStatus, pb.RunStatus.ValueType] = {
+    RunStatus.PENDING: pb.RUN_STATUS_PENDING,
+    RunStatus.RUNNING: pb.RUN_STATUS_RUNNING,
+    RunStatus.WAITING_FOR_INPUT: pb.RUN_STATUS_WAITING_FOR_INPUT,
+    RunStatus.SUCCEEDED: pb.RUN_STATUS_SUCCEEDED,
+    RunStatus.FAILED: pb.RUN_STATUS_FAILED,
+    RunStatus.CANCELLED: pb.RUN_STATUS_CANCELLED,
+    RunStatus.TIMED_OUT: pb.RUN_STATUS_TIMED_OUT,
+}
+
+TERMINAL_KIND: dict[RunStatus, pb.EventKind.ValueType] = {
+    RunStatus.SUCCEEDED: pb.EVENT_KIND_RUN_SUCCEEDED,
+    RunStatus.FAILED: pb.EVENT_KIND_RUN_FAILED,
+    RunStatus.CANCELLED: pb.EVENT_KIND_RUN_CANCELLED,
+    RunStatus.TIMED_OUT: pb.EVENT_KIND_RUN_TIMED_OUT,
+}
+
+TERMINAL_KINDS = frozenset(TERMINAL_KIND.values())
+ENDED_STATUSES = frozenset(STATUS_TO_PB[s] for s in TERMINAL_KIND)
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-compatible form of any result or field; what cannot be encoded becomes repr()."""
+    return to_jsonable_python(value, fallback=repr)
+
+
+def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    if data:
+        s.update(data)
+    return s
+
+
+def to_value(value: Any) -> struct_pb2.Value:
+    v = struct_pb2.Value()
+    json_format.ParseDict(jsonable(value), v)
+    return v
+
+
+def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(s)
+
+
+def value_to_python(v: struct_pb2.Value) -> Any:
+    return json_format.MessageToDict(v)
+
+
+def event_data(ev: Event) -> struct_pb2.Struct:
+    return to_struct(ev.model_dump(mode="json", fallback=repr))
+
+
+def now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(time.time_ns())
+    return ts

@@ -1,0 +1,362 @@
+"""The run manager: starts runs on the engine, records what they do, and controls them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from engine import (
+    Event,
+    InputRequiredEvent,
+    RunListener,
+    RunStatus,
+    StopEvent,
+    Workflow,
+    WorkflowHandler,
+)
+from engine.events import build_event
+
+from . import convert
+from ._pb import workflow_pb2 as pb
+from .errors import (
+    InvalidArgumentError,
+    RunAlreadyExistsError,
+    RunEndedError,
+    RunNotFoundError,
+    ShuttingDownError,
+    TooManyRunsError,
+    WorkflowNotFoundError,
+)
+from .store import RunQuery, Store, StoredRun
+
+log = logging.getLogger("service.runs")
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+
+
+class ActiveRun(RunListener):
+    """One run in flight: hears the engine and turns what it hears into the event log."""
+
+    __slots__ = ("began", "done", "handler", "manager", "run", "store")
+
+    def __init__(self, manager: RunManager, run: pb.Run) -> None:
+        self.manager = manager
+        self.store = manager.store
+        self.run = run
+        self.handler: WorkflowHandler | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.began = time.perf_counter()
+
+    def _emit(
+        self,
+        kind: pb.EventKind.ValueType,
+        type_name: str,
+        step: str | None,
+        data: dict[str, Any] | None = None,
+        terminal: bool = False,
+    ) -> None:
+        run = self.run
+        run.last_sequence += 1
+        event = pb.WorkflowEvent(
+            run_id=run.run_id,
+            sequence=run.last_sequence,
+            kind=kind,
+            type=type_name,
+            step=step or "",
+            time=convert.now(),
+        )
+        if data:
+            event.data.update(data)
+        self.store.append_event(event, terminal)
+
+    def run_started(self, run: WorkflowHandler, start_event: Event | None) -> None:
+        self.run.status = pb.RUN_STATUS_RUNNING
+        self.run.started_at.CopyFrom(convert.now())
+        self.store.update_run(self.run)
+        data = convert.struct_to_dict(self.run.input)
+        self._emit(pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, data)
+        log.info("event=run_started run_id=%s workflow=%s", self.run.run_id, self.run.workflow)
+
+    def step_started(
+        self, run: WorkflowHandler, step: str, invocation: int, attempt: int, event: Event
+    ) -> None:
+        data = {"attempt": attempt, "invocation": invocation}
+        self._emit(pb.EVENT_KIND_STEP_STARTED, type(event).__name__, step, data)
+
+    def step_finished(
+        self,
+        run: WorkflowHandler,
+        step: str,
+        invocation: int,
+        attempt: int,
+        duration: float,
+        result: Event | None,
+        error: BaseException | None,
+    ) -> None:
+        data: dict[str, Any] = {
+            "attempt": attempt,
+            "invocation": invocation,
+            "duration_ms": round(duration * 1000, 3),
+        }
+        if error is not None:
+            data["error"] = f"{type(error).__name__}: {error}"
+        type_name = type(result).__name__ if result is not None else ""
+        self._emit(pb.EVENT_KIND_STEP_FINISHED, type_name, step, data)
+
+    def stream_event(
+        self, run: WorkflowHandler, event: Event, step: str | None, invocation: int, index: int
+    ) -> None:
+        if isinstance(event, StopEvent):
+            return  # reported as the terminal RUN_SUCCEEDED event
+        kind = (
+            pb.EVENT_KIND_INPUT_REQUIRED
+            if isinstance(event, InputRequiredEvent)
+            else pb.EVENT_KIND_STREAM
+        )
+        self._emit(kind, type(event).__name__, step, event.model_dump(mode="json", fallback=repr))
+
+    def status_changed(self, run: WorkflowHandler, status: RunStatus) -> None:
+        if not status.is_terminal:
+            self.run.status = convert.STATUS_TO_PB[status]
+            self.store.update_run(self.run)
+
+    def run_finished(
+        self, run: WorkflowHandler, status: RunStatus, result: Any, error: BaseException | None
+    ) -> None:
+        record = self.run
+        record.status = convert.STATUS_TO_PB[status]
+        record.ended_at.CopyFrom(convert.now())
+        data: dict[str, Any]
+        if error is None:
+            result = convert.jsonable(result)
+            record.result.CopyFrom(convert.to_value(result))
+            data = {"result": result}
+            type_name = "StopEvent"
+        else:
+            step = getattr(error, "step", "") or ""
+            record.error.CopyFrom(
+                pb.RunError(type=type(error).__name__, message=str(error), step=step)
+            )
+            data = {"type": type(error).__name__, "message": str(error), "step": step}
+            type_name = type(error).__name__
+        self.store.update_run(record)
+        self._emit(convert.TERMINAL_KIND[status], type_name, None, data, terminal=True)
+        self.manager.ended(self)
+        if not self.done.done():
+            self.done.set_result(None)
+        log.info(
+            "event=run_ended run_id=%s workflow=%s status=%s duration_ms=%.1f%s",
+            record.run_id,
+            record.workflow,
+            status.value,
+            (time.perf_counter() - self.began) * 1000,
+            f" error={json.dumps(str(error))}" if error is not None else "",
+        )
+
+
+class RunManager:
+    """Starts, tracks and controls runs; the RPC handlers call only this."""
+
+    def __init__(
+        self,
+        workflows: dict[str, Workflow],
+        store: Store,
+        *,
+        max_concurrent_runs: int = 50_000,
+        default_timeout: float | None = None,
+    ) -> None:
+        self.workflows = workflows
+        self.store = store
+        self.max_concurrent_runs = max_concurrent_runs
+        self.default_timeout = default_timeout
+        self.active: dict[str, ActiveRun] = {}
+        self.accepting = True
+
+    # ---- starting -------------------------------------------------------------------------
+
+    def workflow(self, name: str) -> Workflow:
+        wf = self.workflows.get(name)
+        if wf is None:
+            if not name:
+                raise InvalidArgumentError("workflow: the workflow name is required")
+            raise WorkflowNotFoundError(name, list(self.workflows))
+        return wf
+
+    def _timeout(self, req: pb.RunWorkflowRequest) -> float | None:
+        if not req.HasField("timeout"):
+            return self.default_timeout
+        seconds = req.timeout.seconds + req.timeout.nanos / 1e9
+        if seconds <= 0:
+            raise InvalidArgumentError(
+                f"timeout: must be a positive duration, got {seconds:g}s "
+                "(leave it unset for the server's default)"
+            )
+        return seconds
+
+    async def start(self, req: pb.RunWorkflowRequest) -> pb.Run:
+        wf = self.workflow(req.workflow)
+        timeout = self._timeout(req)
+        data = convert.struct_to_dict(req.input)
+        fingerprint = req.workflow + "\n" + json.dumps(data, sort_keys=True, separators=(",", ":"))
+        if req.run_id:
+            if not _RUN_ID.match(req.run_id):
+                raise InvalidArgumentError(
+                    "run_id: use 1-128 letters, digits, '.', '_', ':' or '-', "
+                    "starting with a letter or digit"
+                )
+            existing = await self.store.get_run(req.run_id)
+            if existing is not None:
+                return self._same_run(existing, fingerprint)
+        if not self.accepting:
+            raise ShuttingDownError("the server is shutting down and takes no new runs")
+        if len(self.active) >= self.max_concurrent_runs:
+            raise TooManyRunsError(
+                f"the server is running its maximum of {self.max_concurrent_runs} concurrent "
+                "runs; retry later"
+            )
+        start_event = wf.build_start_event(data)
+        run = pb.Run(
+            run_id=req.run_id or uuid.uuid4().hex,
+            workflow=req.workflow,
+            status=pb.RUN_STATUS_PENDING,
+            input=req.input,
+            created_at=convert.now(),
+            labels=req.labels,
+        )
+        raced = await self.store.insert_run(run, fingerprint)
+        if raced is not None:
+            return self._same_run(raced, fingerprint)
+        active = ActiveRun(self, run)
+        self.active[run.run_id] = active
+        active.handler = wf.start(
+            start_event,
+            run_id=run.run_id,
+            listener=active,
+            timeout=timeout,
+            retain_stream=False,
+        )
+        return run
+
+    @staticmethod
+    def _same_run(existing: StoredRun, fingerprint: str) -> pb.Run:
+        if existing.fingerprint != fingerprint:
+            raise RunAlreadyExistsError(
+                f"run_id '{existing.run.run_id}' already names a run of workflow "
+                f"'{existing.run.workflow}' with a different input; choose a new run_id "
+                "or repeat the original request exactly"
+            )
+        return existing.run
+
+    def ended(self, active: ActiveRun) -> None:
+        self.active.pop(active.run.run_id, None)
+
+    # ---- reading and control ----------------------------------------------------------------
+
+    async def get(self, run_id: str) -> pb.Run:
+        if not run_id:
+            raise InvalidArgumentError("run_id: required")
+        stored = await self.store.get_run(run_id)
+        if stored is None:
+            raise RunNotFoundError(run_id)
+        return stored.run
+
+    async def wait(self, run_id: str) -> pb.Run:
+        """Wait for the run to end without tying its fate to the caller's."""
+        active = self.active.get(run_id)
+        if active is not None:
+            await asyncio.shield(active.done)
+        return await self.get(run_id)
+
+    async def cancel(self, run_id: str) -> pb.Run:
+        run = await self.get(run_id)
+        active = self.active.get(run_id)
+        if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
+            raise RunEndedError(
+                f"run '{run_id}' already ended as {pb.RunStatus.Name(run.status)}; "
+                "only a run that is still going can be cancelled"
+            )
+        active.handler.cancel_run()
+        await asyncio.shield(active.done)
+        return run
+
+    async def send_event(self, run_id: str, type_name: str, data: dict[str, Any]) -> pb.Run:
+        run = await self.get(run_id)
+        active = self.active.get(run_id)
+        if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
+            raise RunEndedError(
+                f"run '{run_id}' already ended as {pb.RunStatus.Name(run.status)}; "
+                "it accepts no more events"
+            )
+        accepted = {t.__name__: t for t in active.handler.workflow.external_event_types()}
+        cls = accepted.get(type_name)
+        if cls is None:
+            names = ", ".join(sorted(accepted)) or "none"
+            raise InvalidArgumentError(
+                f"type: workflow '{run.workflow}' accepts no event '{type_name}' from outside "
+                f"(it accepts: {names})"
+            )
+        active.handler.ctx.send_event(build_event(cls, data))
+        return run
+
+    async def list_runs(self, req: pb.ListRunsRequest) -> pb.ListRunsResponse:
+        if req.page_size < 0:
+            raise InvalidArgumentError("page_size: must not be negative")
+        if req.workflow and req.workflow not in self.workflows:
+            raise WorkflowNotFoundError(req.workflow, list(self.workflows))
+        query = RunQuery(
+            workflow=req.workflow,
+            statuses=frozenset(req.statuses),
+            labels=dict(req.labels),
+            page_size=min(req.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+            before_ordinal=_decode_token(req.page_token) if req.page_token else None,
+        )
+        runs, cursor = await self.store.list_runs(query)
+        token = _encode_token(cursor) if cursor is not None else ""
+        return pb.ListRunsResponse(runs=runs, next_page_token=token)
+
+    async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+        await self.get(run_id)
+        async for event in self.store.follow(run_id, after):
+            yield event
+
+    # ---- shutdown ---------------------------------------------------------------------------
+
+    async def shutdown(self, grace: float) -> None:
+        """Take no new runs, let running ones finish within ``grace``, then cancel the rest."""
+        self.accepting = False
+        pending = [a.done for a in self.active.values()]
+        if pending:
+            log.info("event=draining runs=%d grace_s=%g", len(pending), grace)
+            await asyncio.wait(pending, timeout=grace)
+        rest = list(self.active.values())
+        for active in rest:
+            if active.handler is not None:
+                active.handler.cancel_run()
+        if rest:
+            await asyncio.wait([a.done for a in rest], timeout=5)
+        await self.store.close()
+
+
+def _encode_token(ordinal: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": ordinal}).encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token.encode()))["before"]
+        if not isinstance(value, int):
+            raise TypeError
+        return value
+    except Exception:
+        raise InvalidArgumentError(
+            "page_token: not a token this server issued; pass next_page_token unchanged"
+        ) from None

@@ -1,0 +1,152 @@
+"""Build, start and gracefully stop the gRPC server: the workflow service, health and
+reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import sys
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engine import Workflow
+
+from ._pb import workflow_pb2 as pb
+from ._pb import workflow_pb2_grpc as pb_grpc
+from .config import Config, parse_args
+from .registry import RegistryError, load_workflows
+from .runs import RunManager
+from .servicer import WorkflowServicer
+from .store import MemoryStore, Store
+
+log = logging.getLogger("service")
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
+
+# Explicit limits on both directions (clients should use the same; see README).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Notice dead peers on long, idle streams: ping every 30 s, give up after 10 s.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+class WorkflowServer:
+    """The service on a grpc.aio server; ``start()`` returns the bound port."""
+
+    def __init__(
+        self,
+        workflows: dict[str, Workflow],
+        *,
+        store: Store | None = None,
+        max_concurrent_runs: int = 50_000,
+        default_timeout: float | None = None,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        self.manager = RunManager(
+            workflows,
+            store or MemoryStore(),
+            max_concurrent_runs=max_concurrent_runs,
+            default_timeout=default_timeout,
+        )
+        self.shutdown_grace = shutdown_grace
+        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            self.server,
+        )
+        self._stopped = asyncio.Event()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        bound = self.server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return bound
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new runs, let running ones finish within the grace period, cancel the rest
+        (their streams receive the terminal event), then close the server."""
+        if self._stopped.is_set():
+            return
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.manager.shutdown(self.shutdown_grace if grace is None else grace)
+        await self.server.stop(grace=2.0)
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _tune_gc() -> None:
+    # Thousands of live runs make the cyclic collector rescan the same long-lived objects;
+    # freeze what start-up allocated and collect the young generation less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
+async def serve(config: Config) -> None:
+    workflows = load_workflows(config.workflows)
+    server = WorkflowServer(
+        workflows,
+        max_concurrent_runs=config.max_concurrent_runs,
+        default_timeout=config.default_timeout,
+        shutdown_grace=config.shutdown_grace,
+    )
+    port = await server.start(config.host, config.port)
+    _tune_gc()
+    log.info(
+        "event=listening address=%s:%d workflows=%s loop=%s",
+        config.host,
+        port,
+        ",".join(sorted(workflows)),
+        type(asyncio.get_running_loop()).__module__.split(".")[0],
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("event=stopping grace_s=%g", config.shutdown_grace)
+    await server.stop()
+    log.info("event=stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    logging.basicConfig(
+        level=config.log_level,
+        format="time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop  # optional: faster loop when installed
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(serve(config))
+    except RegistryError as e:
+        sys.exit(f"workflow-server: {e}")

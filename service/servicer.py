@@ -1,0 +1,92 @@
+"""The RPC handlers: each converts its request, calls the run manager, converts the result."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from . import convert
+from ._pb import workflow_pb2 as pb
+from ._pb import workflow_pb2_grpc as pb_grpc
+from .errors import InvalidArgumentError, grpc_errors
+from .runs import RunManager
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
+    def __init__(self, manager: RunManager) -> None:
+        self.manager = manager
+        self._workflows = pb.ListWorkflowsResponse(
+            workflows=[
+                pb.WorkflowInfo(
+                    name=name,
+                    description=wf.description,
+                    input_schema=convert.to_struct(wf.input_schema()),
+                    accepted_events=[
+                        pb.EventSchema(
+                            type=t.__name__, schema=convert.to_struct(t.model_json_schema())
+                        )
+                        for t in wf.external_event_types()
+                    ],
+                    steps=list(wf.steps),
+                )
+                for name, wf in sorted(manager.workflows.items())
+            ]
+        )
+
+    async def RunWorkflow(
+        self, request: pb.RunWorkflowRequest, context: Ctx
+    ) -> pb.RunWorkflowResponse:
+        async with grpc_errors(context):
+            run = await self.manager.start(request)
+            if request.wait:
+                run = await self.manager.wait(run.run_id)
+            return pb.RunWorkflowResponse(run=run)
+
+    async def StreamEvents(
+        self, request: pb.StreamEventsRequest, context: Ctx
+    ) -> AsyncIterator[pb.WorkflowEvent]:
+        async with grpc_errors(context):
+            if request.after_sequence < 0:
+                raise InvalidArgumentError("after_sequence: must not be negative")
+            target = request.WhichOneof("target")
+            if target is None:
+                raise InvalidArgumentError(
+                    "set run_id to stream an existing run, or start to start one and stream it"
+                )
+            if target == "start":
+                run_id = (await self.manager.start(request.start)).run_id
+            else:
+                run_id = request.run_id
+            kinds = frozenset(request.kinds)
+            async for event in self.manager.follow(run_id, request.after_sequence):
+                if not kinds or event.kind in kinds or event.kind in convert.TERMINAL_KINDS:
+                    yield event
+
+    async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.GetRunResponse:
+        async with grpc_errors(context):
+            return pb.GetRunResponse(run=await self.manager.get(request.run_id))
+
+    async def CancelRun(self, request: pb.CancelRunRequest, context: Ctx) -> pb.CancelRunResponse:
+        async with grpc_errors(context):
+            return pb.CancelRunResponse(run=await self.manager.cancel(request.run_id))
+
+    async def SendEvent(self, request: pb.SendEventRequest, context: Ctx) -> pb.SendEventResponse:
+        async with grpc_errors(context):
+            if not request.type:
+                raise InvalidArgumentError("type: the event's class name is required")
+            data = convert.struct_to_dict(request.data)
+            run = await self.manager.send_event(request.run_id, request.type, data)
+            return pb.SendEventResponse(run=run)
+
+    async def ListWorkflows(
+        self, request: pb.ListWorkflowsRequest, context: Ctx
+    ) -> pb.ListWorkflowsResponse:
+        return self._workflows
+
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:
+        async with grpc_errors(context):
+            return await self.manager.list_runs(request)

@@ -1,0 +1,62 @@
+"""The store interface: the run table and each run's event log.
+
+The run manager and the RPC handlers talk only to this interface, so a durable or
+networked backend replaces the in-memory one without touching them. Appends are
+synchronous (the engine reports events synchronously, in order); a backend that writes
+to disk batches them behind this call. ``follow`` serves history and then live events, and
+each follower reads at its own pace from the log rather than from a queue of its own, so a
+slow subscriber costs no memory beyond the log itself.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from .._pb import workflow_pb2 as pb
+
+
+@dataclass(slots=True)
+class StoredRun:
+    run: pb.Run
+    fingerprint: str  # workflow + canonical input, for idempotent starts
+    ordinal: int = 0  # creation order, for stable paging
+
+
+@dataclass(slots=True)
+class RunQuery:
+    workflow: str = ""
+    statuses: frozenset[int] = frozenset()
+    labels: dict[str, str] = field(default_factory=dict)
+    page_size: int = 100
+    before_ordinal: int | None = None  # page cursor: runs created before this one
+
+
+class Store(ABC):
+    @abstractmethod
+    async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
+        """Insert a new run, or return the stored one with the same run_id untouched."""
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> StoredRun | None: ...
+
+    @abstractmethod
+    def update_run(self, run: pb.Run) -> None:
+        """Record a change of the run's status, result or timestamps."""
+
+    @abstractmethod
+    async def list_runs(self, query: RunQuery) -> tuple[list[pb.Run], int | None]:
+        """Runs matching the query, newest first, and the cursor of the next page."""
+
+    @abstractmethod
+    def append_event(self, event: pb.WorkflowEvent, terminal: bool) -> None:
+        """Append the next event of its run; ``terminal`` closes the run's log."""
+
+    @abstractmethod
+    def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+        """Events with sequence > ``after``: history first, then live, until the log closes."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush and release resources."""

@@ -1,0 +1,88 @@
+"""The in-memory store: for tests and throw-away use; everything is lost on exit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from .._pb import workflow_pb2 as pb
+from .base import RunQuery, Store, StoredRun
+
+
+class _Log:
+    __slots__ = ("closed", "events", "waiters")
+
+    def __init__(self) -> None:
+        self.events: list[pb.WorkflowEvent] = []
+        self.closed = False
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for f in waiters:
+            if not f.done():
+                f.set_result(None)
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self._runs: dict[str, StoredRun] = {}
+        self._logs: dict[str, _Log] = {}
+        self._ordinal = 0
+
+    async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
+        existing = self._runs.get(run.run_id)
+        if existing is not None:
+            return existing
+        self._ordinal += 1
+        self._runs[run.run_id] = StoredRun(run, fingerprint, self._ordinal)
+        self._logs[run.run_id] = _Log()
+        return None
+
+    async def get_run(self, run_id: str) -> StoredRun | None:
+        return self._runs.get(run_id)
+
+    def update_run(self, run: pb.Run) -> None:
+        pass  # the stored message is the live one
+
+    async def list_runs(self, query: RunQuery) -> tuple[list[pb.Run], int | None]:
+        page: list[pb.Run] = []
+        for stored in reversed(self._runs.values()):
+            if query.before_ordinal is not None and stored.ordinal >= query.before_ordinal:
+                continue
+            run = stored.run
+            if query.workflow and run.workflow != query.workflow:
+                continue
+            if query.statuses and run.status not in query.statuses:
+                continue
+            if any(run.labels.get(k) != v for k, v in query.labels.items()):
+                continue
+            if len(page) == query.page_size:
+                return page, self._runs[page[-1].run_id].ordinal
+            page.append(run)
+        return page, None
+
+    def append_event(self, event: pb.WorkflowEvent, terminal: bool) -> None:
+        log = self._logs[event.run_id]
+        log.events.append(event)
+        if terminal:
+            log.closed = True
+        if log.waiters:
+            log.wake()
+
+    async def close(self) -> None:
+        pass
+
+    async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+        log = self._logs[run_id]
+        events = log.events
+        i = after  # sequence n sits at index n - 1
+        while True:
+            while i < len(events):
+                yield events[i]
+                i += 1
+            if log.closed:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            log.waiters.append(waiter)
+            await waiter
