@@ -1,0 +1,59 @@
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+
+from examples import WORKFLOWS
+from service import WorkflowServer
+from service._pb import workflow_pb2 as pb
+from service._pb import workflow_pb2_grpc as pb_grpc
+
+from .workflows import TEST_WORKFLOWS
+
+
+class Served:
+    """A running server and a raw stub connected to it."""
+
+    def __init__(self, server: WorkflowServer, port: int, channel: grpc.aio.Channel) -> None:
+        self.server = server
+        self.port = port
+        self.channel = channel
+        self.stub = pb_grpc.WorkflowServiceStub(channel)
+
+    async def start(self, workflow: str, **input: Any) -> pb.Run:
+        resp = await self.stub.RunWorkflow(req(workflow, **input))
+        return resp.run
+
+    async def events(self, run_id: str, after: int = 0, **kw: Any) -> list[pb.WorkflowEvent]:
+        stream = self.stub.StreamEvents(
+            pb.StreamEventsRequest(run_id=run_id, after_sequence=after, **kw)
+        )
+        return [e async for e in stream]
+
+
+def struct(**data: Any) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(data)
+    return s
+
+
+def req(workflow: str, *, _wait: bool = False, _run_id: str = "", **input: Any) -> Any:
+    return pb.RunWorkflowRequest(
+        workflow=workflow, input=struct(**input), wait=_wait, run_id=_run_id
+    )
+
+
+async def serve(**options: Any) -> tuple[WorkflowServer, int]:
+    server = WorkflowServer({**WORKFLOWS, **TEST_WORKFLOWS}, **options)
+    port = await server.start("127.0.0.1", 0)
+    return server, port
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    server, port = await serve()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield Served(server, port, channel)
+    await server.stop(0)

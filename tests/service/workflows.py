@@ -1,0 +1,53 @@
+"""Workflows that only the service tests serve."""
+
+import asyncio
+
+from engine import Context, HumanResponseEvent, StartEvent, StopEvent, Workflow, step
+
+
+class SleepInput(StartEvent):
+    seconds: float = 0.2
+
+
+class SleepWorkflow(Workflow):
+    """Sleeps, then returns how long it slept."""
+
+    @step
+    async def sleep(self, ev: SleepInput) -> StopEvent:
+        await asyncio.sleep(ev.seconds)
+        return StopEvent(result=ev.seconds)
+
+
+class Boom(StartEvent):
+    message: str = "boom"
+
+
+class FailingWorkflow(Workflow):
+    """Its only step raises."""
+
+    @step
+    async def explode(self, ev: Boom) -> StopEvent:
+        raise ValueError(ev.message)
+
+
+class Answer(HumanResponseEvent):
+    response: str
+
+
+class LateWaitWorkflow(Workflow):
+    """Waits a while before it asks for an Answer, so one can arrive before the wait."""
+
+    external_events = (Answer,)
+
+    @step
+    async def ask(self, ctx: Context, ev: SleepInput) -> StopEvent:
+        await asyncio.sleep(ev.seconds)
+        answer = await ctx.wait_for_event(Answer, timeout=None)
+        return StopEvent(result=answer.response)
+
+
+TEST_WORKFLOWS: dict[str, Workflow] = {
+    "sleep": SleepWorkflow(),
+    "failing": FailingWorkflow(),
+    "late_wait": LateWaitWorkflow(),
+}
