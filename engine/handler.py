@@ -61,6 +61,9 @@ class WorkflowHandler(asyncio.Future[Any]):
     def cancel(self, msg: Any | None = None) -> bool:
         if self.done():
             return False
+        # Even when the run is already ending, whoever awaits this future asked to be
+        # cancelled, so it ends cancelled rather than with the run's error.
+        self._run.via_future = True
         self._run.cancel(via_future=True)
         return True
 

@@ -1,5 +1,5 @@
 """The lifecycle listener: how a host (logging, metrics, an event log, persistence) hears
-what a run does. Attach one with ``workflow.start(..., listener=...)``; with none attached
+what a run does. Attach one with ``workflow.start_run(..., listener=...)``; with none attached
 the engine skips every call.
 
 Methods are plain functions called synchronously on the event loop at the moment the thing

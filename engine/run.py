@@ -212,12 +212,14 @@ class Run:
         listener = self.listener
         policy = spec.config.retry_policy
         attempt = 0
-        began = 0.0
+        began = first_began = 0.0
         while True:
             attempt += 1
             work.stream_count = 0
             if listener is not None or (policy is not None and attempt == 1):
                 began = time.perf_counter()
+                if attempt == 1:
+                    first_began = began
             if listener is not None:
                 listener.step_started(self.handler, spec.name, work.id, attempt, work.event)
             try:
@@ -226,6 +228,8 @@ class Run:
                 else:
                     result = await self._with_timeout(spec, work)
             except Exception as e:
+                if self.ending is not None:
+                    return  # the run is over; whatever the step raised no longer matters
                 if listener is not None:
                     duration = time.perf_counter() - began
                     listener.step_finished(
@@ -233,7 +237,7 @@ class Run:
                     )
                 delay = None
                 if policy is not None:
-                    delay = policy.next(time.perf_counter() - began, attempt, e)
+                    delay = policy.next(time.perf_counter() - first_began, attempt, e)
                 if delay is None:
                     self.fail(StepFailedError(spec.name, attempt, e), e)
                     return
@@ -250,11 +254,12 @@ class Run:
     async def _with_timeout(self, spec: StepSpec, work: Work) -> Any:
         timeout = spec.config.timeout
         assert timeout is not None
+        deadline = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline:
                 return await spec.invoke(self.workflow, self.ctx, work.event)
-        except TimeoutError as e:
-            if self.ending is None and isinstance(e.__context__, asyncio.CancelledError):
+        except TimeoutError:
+            if deadline.expired():
                 raise StepTimeoutError(spec.name, timeout) from None
             raise
 
@@ -475,6 +480,8 @@ class Run:
     def _end(self, status: RunStatus, result: Any, error: BaseException | None) -> None:
         self.ending = (status, result, error)
         self.status = status
+        if self.listener is not None:
+            self.listener.status_changed(self.handler, status)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -484,7 +491,8 @@ class Run:
         for waiter in self.waiters:
             waiter.future.cancel()
         self.waiters.clear()
-        current = asyncio.current_task()
+        # Our loop's current task, if any: _end may run while asyncio.run() shuts down.
+        current = asyncio.current_task(self.loop)
         for task in self.tasks:
             if task is not current:
                 task.cancel()

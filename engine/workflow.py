@@ -144,9 +144,10 @@ class Workflow:
                 start_event = self._graph.start_type(**kwargs)
             except ValidationError as e:
                 raise EventValidationError(self._graph.start_type.__name__, _fields(e)) from e
-        return self.start(start_event, ctx=ctx)
+        # Called through the class: a step may well be named like any method of ours.
+        return Workflow.start_run(self, start_event, ctx=ctx)
 
-    def start(
+    def start_run(
         self,
         start_event: StartEvent | None = None,
         *,

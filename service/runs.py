@@ -237,7 +237,7 @@ class RunManager:
             return self._same_run(raced, fingerprint)
         active = ActiveRun(self, run)
         self.active[run.run_id] = active
-        active.handler = wf.start(
+        active.handler = wf.start_run(
             start_event,
             run_id=run.run_id,
             listener=active,
