@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from .checkpoint import has_work, restore
 from .context import Context
 from .decorators import STEP_CONFIG_ATTR
-from .errors import EventValidationError, WorkflowRuntimeError
+from .errors import EventValidationError, WorkflowRuntimeError, WorkflowValidationError
 from .events import Event, HumanResponseEvent, StartEvent, build_event, resolve_event_type
 from .events import validation_fields as _fields
 from .graph import StepGraph, analyse_step, build_graph
@@ -85,6 +85,12 @@ class Workflow:
                     del found[name]  # overridden without @step
             for name, fn in vars(klass).get("_free_steps", {}).items():
                 found[name] = (fn, False)
+        for name in found:
+            if hasattr(Workflow, name):
+                raise WorkflowValidationError(
+                    f"{cls.__name__}: step '{name}' would hide Workflow.{name}, which the "
+                    "engine and its hosts rely on; give the step another name"
+                )
         return [analyse_step(name, fn, is_method) for name, (fn, is_method) in found.items()]
 
     @property

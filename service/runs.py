@@ -244,6 +244,9 @@ class RunManager:
             timeout=timeout,
             retain_stream=False,
         )
+        # The listener hears how the run ended; reading the outcome here keeps asyncio from
+        # logging a failed run's error as "never retrieved".
+        active.handler.add_done_callback(_consume_outcome)
         return run
 
     @staticmethod
@@ -344,6 +347,11 @@ class RunManager:
         if rest:
             await asyncio.wait([a.done for a in rest], timeout=5)
         await self.store.close()
+
+
+def _consume_outcome(handler: asyncio.Future[Any]) -> None:
+    if not handler.cancelled():
+        handler.exception()
 
 
 def _encode_token(ordinal: int) -> str:

@@ -193,3 +193,14 @@ def test_step_decorator_rejects_bad_options(kwargs: dict[str, object]) -> None:
 def test_workflow_rejects_non_positive_timeout() -> None:
     with pytest.raises(ValueError):
         HumanResponseWorkflow(timeout=0)
+
+
+def test_a_step_may_not_hide_a_workflow_method() -> None:
+    class Hiding(Workflow):
+        @step
+        async def steps(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+    with pytest.raises(WorkflowValidationError) as info:
+        Hiding()
+    assert "steps" in str(info.value)

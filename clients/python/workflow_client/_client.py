@@ -16,6 +16,7 @@ from ._errors import (
     RunError,
     RunFailedError,
     RunTimedOutError,
+    UnavailableError,
     from_rpc_error,
     mapped_errors,
 )
@@ -242,8 +243,9 @@ class WorkflowClient:
                 req = pb.StreamEventsRequest(start=start, after_sequence=after, kinds=kind_values)
             else:
                 req = pb.StreamEventsRequest(run_id=run_id, after_sequence=after, kinds=kind_values)
+            call = self._stub.StreamEvents(req)
             try:
-                async for msg in self._stub.StreamEvents(req):
+                async for msg in call:
                     start = None  # the run exists now; reconnect by id
                     failures = 0
                     event = event_from_pb(msg)
@@ -251,7 +253,10 @@ class WorkflowClient:
                     yield event
                     if event.terminal:
                         return
-                # Closed without a terminal event: the server went away between events.
+                # Closed without a terminal event: either the run had ended at or before
+                # `after`, so nothing was left to send, or the server went away between events.
+                if await self._ended_by(run_id, after):
+                    return
                 raise _StreamInterruptedError
             except (grpc.aio.AioRpcError, _StreamInterruptedError) as e:
                 if isinstance(e, grpc.aio.AioRpcError) and e.code() not in _RETRYABLE:
@@ -260,8 +265,24 @@ class WorkflowClient:
                 if failures > self.reconnect_attempts:
                     if isinstance(e, grpc.aio.AioRpcError):
                         raise from_rpc_error(e) from e
-                    raise
+                    raise UnavailableError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "the event stream kept closing before the run's terminal event",
+                    ) from e
                 await asyncio.sleep(self.reconnect_delay * failures)
+            finally:
+                # The caller stopped early (break, aclose): end the call rather than leave the
+                # server streaming into it. A no-op once the call is done.
+                call.cancel()
+
+    async def _ended_by(self, run_id: str, sequence: int) -> bool:
+        """Whether the run has ended with its last event at or before ``sequence``."""
+        try:
+            resp = await self._stub.GetRun(pb.GetRunRequest(run_id=run_id))
+        except grpc.aio.AioRpcError:
+            return False  # cannot tell; the caller retries the stream
+        run = run_from_pb(resp.run)
+        return run.ended and run.last_sequence <= sequence
 
 
 class _StreamInterruptedError(Exception):

@@ -33,7 +33,12 @@ class SyncWorkflowClient:
 
     def close(self) -> None:
         if not self._loop.is_closed():
+            self._call(self._loop.shutdown_asyncgens())  # iterators still open end their calls
             self._call(self._client.close())
+            # Let calls just cancelled receive their status before the loop closes under them.
+            pending = asyncio.all_tasks(self._loop)
+            if pending:
+                self._call(asyncio.wait(pending, timeout=1.0))
             self._loop.close()
 
     def run(self, workflow: str, /, **kwargs: Any) -> Any:
@@ -68,11 +73,19 @@ class SyncWorkflowClient:
         return self._iterate(self._client.list_runs(**filters))
 
     def _iterate(self, it: AsyncIterator[T]) -> Iterator[T]:
-        while True:
-            try:
-                yield self._call(it.__anext__())
-            except StopAsyncIteration:
-                return
+        try:
+            while True:
+                try:
+                    yield self._call(it.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            # Left early (break, or garbage-collected): close the async iterator on the loop,
+            # which ends its call, instead of leaving it pending on a loop that may not run
+            # again.
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None and not self._loop.is_closed() and not self._loop.is_running():
+                self._call(aclose())
 
 
 async def _make(address: str, options: dict[str, Any]) -> WorkflowClient:

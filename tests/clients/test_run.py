@@ -1,0 +1,53 @@
+"""WorkflowClient.run against a real server: results, and many runs at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from workflow_client import WorkflowClient
+
+
+async def test_echo_returns_its_message(client: WorkflowClient) -> None:
+    assert await client.run("echo", message="hi") == "hi"
+
+
+async def test_ticker_returns_its_count(client: WorkflowClient) -> None:
+    assert await client.run("ticker", count=3, interval_ms=1) == 3
+
+
+async def test_flaky_succeeds_through_its_retries(client: WorkflowClient) -> None:
+    assert await client.run("flaky", failures=2) == {"attempts": 3}
+
+
+async def test_run_with_a_run_id_is_idempotent(client: WorkflowClient) -> None:
+    assert await client.run("echo", run_id="same-run", message="once") == "once"
+    assert await client.run("echo", run_id="same-run", message="once") == "once"
+    runs = [r async for r in client.list_runs(workflow="echo")]
+    assert [r.run_id for r in runs] == ["same-run"]
+
+
+async def test_run_records_labels_and_result(client: WorkflowClient) -> None:
+    await client.run("echo", run_id="labelled", labels={"team": "a"}, message="x")
+    run = await client.get_run("labelled")
+    assert run.status == "SUCCEEDED"
+    assert run.ended
+    assert run.result == "x"
+    assert run.error is None
+    assert run.input == {"message": "x"}
+    assert run.labels == {"team": "a"}
+    assert run.created_at is not None and run.ended_at is not None
+    assert run.last_sequence >= 4  # started, step started, step finished, succeeded
+
+
+async def test_200_concurrent_runs_on_one_client(client: WorkflowClient) -> None:
+    n = 200
+    await client.run("echo", message="warm-up")  # connect before timing
+    began = time.perf_counter()
+    results = await asyncio.gather(
+        *(client.run("ticker", count=3, interval_ms=10) for _ in range(n))
+    )
+    elapsed = time.perf_counter() - began
+    assert results == [3] * n
+    # Serially this would take at least n * 3 * 10 ms = 6 s.
+    assert elapsed < 2.0, f"{n} concurrent runs took {elapsed:.2f}s"
