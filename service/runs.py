@@ -46,10 +46,11 @@ DEFAULT_PAGE_SIZE = 100
 class ActiveRun(RunListener):
     """One run in flight: hears the engine and turns what it hears into the event log."""
 
-    __slots__ = ("began", "done", "handler", "manager", "run", "store")
+    __slots__ = ("began", "done", "handler", "input", "manager", "run", "store")
 
-    def __init__(self, manager: RunManager, run: pb.Run) -> None:
+    def __init__(self, manager: RunManager, run: pb.Run, input: dict[str, Any]) -> None:
         self.manager = manager
+        self.input = input
         self.store = manager.store
         self.run = run
         self.handler: WorkflowHandler | None = None
@@ -82,8 +83,7 @@ class ActiveRun(RunListener):
         self.run.status = pb.RUN_STATUS_RUNNING
         self.run.started_at.CopyFrom(convert.now())
         self.store.update_run(self.run)
-        data = convert.struct_to_dict(self.run.input)
-        self._emit(pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, data)
+        self._emit(pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, self.input)
         log.info("event=run_started run_id=%s workflow=%s", self.run.run_id, self.run.workflow)
 
     def step_started(
@@ -235,7 +235,7 @@ class RunManager:
         raced = await self.store.insert_run(run, fingerprint)
         if raced is not None:
             return self._same_run(raced, fingerprint)
-        active = ActiveRun(self, run)
+        active = ActiveRun(self, run, data)
         self.active[run.run_id] = active
         active.handler = wf.start_run(
             start_event,

@@ -139,6 +139,12 @@ async def serve(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
+    # Per-run log lines are on the hot path: skip the caller and process lookups they
+    # would otherwise do for fields the format never shows.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.basicConfig(
         level=config.log_level,
         format="time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
