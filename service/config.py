@@ -12,6 +12,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 50051
     workflows: str = "examples:WORKFLOWS"
+    store: str = "sqlite:///data/runs.db"
     max_concurrent_runs: int = 50_000
     default_timeout: float | None = None
     shutdown_grace: float = 10.0
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="comma-separated [name=]module:attribute (a Workflow, its class, or a mapping)",
     )
     p.add_argument(
+        "--store",
+        default=_env("STORE", d.store),
+        help="where runs and their events are kept: 'memory' (lost on exit) or "
+        "sqlite:///path/runs.db (relative; sqlite:////abs/path.db for an absolute path)",
+    )
+    p.add_argument(
         "--max-concurrent-runs",
         type=int,
         default=int(_env("MAX_CONCURRENT_RUNS", str(d.max_concurrent_runs))),
@@ -68,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         host=a.host,
         port=a.port,
         workflows=a.workflows,
+        store=a.store,
         max_concurrent_runs=a.max_concurrent_runs,
         default_timeout=a.default_timeout,
         shutdown_grace=a.shutdown_grace,

@@ -17,6 +17,8 @@ from engine import (
     WorkflowValidationError,
 )
 
+from .store import StoreUnavailableError
+
 log = logging.getLogger("service")
 
 
@@ -69,6 +71,7 @@ _STATUS: dict[type[Exception], grpc.StatusCode] = {
     WorkflowNotRunningError: grpc.StatusCode.FAILED_PRECONDITION,
     TooManyRunsError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ShuttingDownError: grpc.StatusCode.UNAVAILABLE,
+    StoreUnavailableError: grpc.StatusCode.UNAVAILABLE,
 }
 
 

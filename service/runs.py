@@ -77,6 +77,8 @@ class ActiveRun(RunListener):
         )
         if data:
             event.data.update(data)
+        if terminal:
+            self.store.update_run(run)  # the final record, with its last sequence
         self.store.append_event(event, terminal)
 
     def run_started(self, run: WorkflowHandler, start_event: Event | None) -> None:
@@ -148,7 +150,6 @@ class ActiveRun(RunListener):
             )
             data = {"type": type(error).__name__, "message": str(error), "step": step}
             type_name = type(error).__name__
-        self.store.update_run(record)
         self._emit(convert.TERMINAL_KIND[status], type_name, None, data, terminal=True)
         self.manager.ended(self)
         if not self.done.done():
@@ -277,6 +278,7 @@ class RunManager:
         active = self.active.get(run_id)
         if active is not None:
             await asyncio.shield(active.done)
+            await self.store.sync()  # answer only with what a crash cannot take back
         return await self.get(run_id)
 
     async def cancel(self, run_id: str) -> pb.Run:
@@ -289,6 +291,7 @@ class RunManager:
             )
         active.handler.cancel_run()
         await asyncio.shield(active.done)
+        await self.store.sync()
         return run
 
     async def send_event(self, run_id: str, type_name: str, data: dict[str, Any]) -> pb.Run:

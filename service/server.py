@@ -8,6 +8,8 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,7 +23,7 @@ from .config import Config, parse_args
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
 from .servicer import WorkflowServicer
-from .store import MemoryStore, Store
+from .store import MemoryStore, Store, StoreError, open_store
 
 log = logging.getLogger("service")
 
@@ -114,6 +116,7 @@ async def serve(config: Config) -> None:
     workflows = load_workflows(config.workflows)
     server = WorkflowServer(
         workflows,
+        store=open_store(config.store),
         max_concurrent_runs=config.max_concurrent_runs,
         default_timeout=config.default_timeout,
         shutdown_grace=config.shutdown_grace,
@@ -121,10 +124,11 @@ async def serve(config: Config) -> None:
     port = await server.start(config.host, config.port)
     _tune_gc()
     log.info(
-        "event=listening address=%s:%d workflows=%s loop=%s",
+        "event=listening address=%s:%d workflows=%s store=%s loop=%s",
         config.host,
         port,
         ",".join(sorted(workflows)),
+        config.store,
         type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
     loop = asyncio.get_running_loop()
@@ -150,13 +154,14 @@ def main(argv: list[str] | None = None) -> None:
         format="time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
+    runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     try:
         import uvloop  # optional: faster loop when installed
 
         runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
+        pass
     try:
         runner(serve(config))
-    except RegistryError as e:
+    except (RegistryError, StoreError) as e:
         sys.exit(f"workflow-server: {e}")

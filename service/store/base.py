@@ -36,7 +36,9 @@ class RunQuery:
 class Store(ABC):
     @abstractmethod
     async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
-        """Insert a new run, or return the stored one with the same run_id untouched."""
+        """Insert a new run; returns the run already live under the same run_id instead, if
+        any. Callers look a client-chosen run_id up with ``get_run`` first. Once this
+        returns, the run survives a crash."""
 
     @abstractmethod
     async def get_run(self, run_id: str) -> StoredRun | None: ...
@@ -56,6 +58,9 @@ class Store(ABC):
     @abstractmethod
     def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
         """Events with sequence > ``after``: history first, then live, until the log closes."""
+
+    async def sync(self) -> None:  # noqa: B027 - optional: nothing to wait for in memory
+        """Wait until everything written so far is durable."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -9,6 +10,7 @@ from examples import WORKFLOWS
 from service import WorkflowServer
 from service._pb import workflow_pb2 as pb
 from service._pb import workflow_pb2_grpc as pb_grpc
+from service.store import open_store
 
 from .workflows import TEST_WORKFLOWS
 
@@ -45,15 +47,21 @@ def req(workflow: str, *, _wait: bool = False, _run_id: str = "", **input: Any) 
     )
 
 
-async def serve(**options: Any) -> tuple[WorkflowServer, int]:
-    server = WorkflowServer({**WORKFLOWS, **TEST_WORKFLOWS}, **options)
+async def serve(store: str = "memory", **options: Any) -> tuple[WorkflowServer, int]:
+    server = WorkflowServer({**WORKFLOWS, **TEST_WORKFLOWS}, store=open_store(store), **options)
     port = await server.start("127.0.0.1", 0)
     return server, port
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that serves runs against both stores."""
+    return "memory" if request.param == "memory" else f"sqlite:///{tmp_path}/runs.db"
+
+
 @pytest.fixture
-async def served() -> AsyncIterator[Served]:
-    server, port = await serve()
+async def served(store_url: str) -> AsyncIterator[Served]:
+    server, port = await serve(store_url)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield Served(server, port, channel)
     await server.stop(0)

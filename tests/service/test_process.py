@@ -6,6 +6,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,13 +20,17 @@ LISTENING = re.compile(rb"event=listening address=[\d.]+:(\d+)")
 
 
 @pytest.fixture
-async def server_process() -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+async def server_process(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "service",
         "--port",
         "0",
+        "--store",
+        f"sqlite:///{tmp_path}/runs.db",
         "--shutdown-grace",
         "1",
         stderr=asyncio.subprocess.PIPE,

@@ -89,8 +89,8 @@ async def test_run_timeout_ends_timed_out(served: Served) -> None:
     assert events[-1].kind == pb.EVENT_KIND_RUN_TIMED_OUT
 
 
-async def test_server_default_timeout_applies_when_unset() -> None:
-    server, port = await serve(default_timeout=0.05)
+async def test_server_default_timeout_applies_when_unset(store_url: str) -> None:
+    server, port = await serve(store_url, default_timeout=0.05)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             served = Served(server, port, ch)
@@ -112,8 +112,8 @@ async def test_call_deadline_is_deadline_exceeded_and_the_run_goes_on(served: Se
     assert events[-1].kind == pb.EVENT_KIND_RUN_SUCCEEDED
 
 
-async def test_beyond_max_concurrent_runs_is_resource_exhausted() -> None:
-    server, port = await serve(max_concurrent_runs=2)
+async def test_beyond_max_concurrent_runs_is_resource_exhausted(store_url: str) -> None:
+    server, port = await serve(store_url, max_concurrent_runs=2)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             served = Served(server, port, ch)

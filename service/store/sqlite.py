@@ -1,0 +1,413 @@
+"""The SQLite store: runs and event logs in one embedded database file.
+
+Writes never block the event loop: they go to one writer thread that commits them in
+batches (everything queued, up to ``MAX_BATCH`` operations, after waiting at most
+``LINGER`` for company), in WAL mode. An event becomes visible to subscribers only once
+its batch has committed, so whatever a client has seen survives a crash of the process.
+Reads of history run on a reader thread with its own connection, a page at a time, so a
+slow subscriber never holds more than one page in memory.
+
+Durability: ``synchronous=NORMAL`` in WAL mode survives the process being killed (kill -9)
+at any point; a power cut may lose the last batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._pb import workflow_pb2 as pb
+from .base import RunQuery, Store, StoredRun
+
+log = logging.getLogger("service.store")
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+MAX_BATCH = 5000
+LINGER = 0.001  # seconds a small batch waits for more work before it commits
+PAGE = 256  # events read from the database per page when replaying history
+
+_ENDED = (
+    pb.RUN_STATUS_SUCCEEDED,
+    pb.RUN_STATUS_FAILED,
+    pb.RUN_STATUS_CANCELLED,
+    pb.RUN_STATUS_TIMED_OUT,
+)
+
+_SCHEMA = """
+CREATE TABLE runs (
+    run_id      TEXT PRIMARY KEY,
+    ordinal     INTEGER NOT NULL UNIQUE,
+    workflow    TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_ns  INTEGER NOT NULL,
+    ended_ns    INTEGER,
+    labels      TEXT NOT NULL,
+    run         BLOB NOT NULL,
+    checkpoint  TEXT
+);
+CREATE INDEX runs_by_status ON runs (status, ordinal);
+CREATE INDEX runs_by_workflow ON runs (workflow, ordinal);
+CREATE INDEX runs_by_end ON runs (ended_ns) WHERE ended_ns IS NOT NULL;
+CREATE TABLE events (
+    run_id     TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    invocation INTEGER NOT NULL,
+    idx        INTEGER NOT NULL,
+    event      BLOB NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says what is wrong and what to do."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store failed while running (disk full, I/O error); no more writes are taken."""
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise StoreError(f"--store {url!r}: expected sqlite:///path/to/runs.db")
+    return Path(url[len(prefix) :])
+
+
+def open_database(path: Path) -> sqlite3.Connection:
+    """Open (creating or migrating as needed) and check the database, or explain why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as e:
+        raise StoreError(f"cannot open the run store {path}: {e}") from e
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the run store {path} was written by a newer version of this server "
+                f"(schema {version}, this server knows {SCHEMA_VERSION}); upgrade the server "
+                "or point --store at another file"
+            )
+        if version < SCHEMA_VERSION:
+            _migrate(conn, version)
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise StoreError(
+                f"the run store {path} is damaged ({check}); restore it from a backup or "
+                "move it aside to start with an empty store"
+            )
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise StoreError(
+            f"the run store {path} is not a readable SQLite database ({e}); restore it from "
+            "a backup or move it aside to start with an empty store"
+        ) from e
+    except StoreError:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring the schema from ``version`` to SCHEMA_VERSION, each step in one transaction."""
+    if version == 0:
+        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = 1; COMMIT;")
+    # Later versions add a step here: `if version <= 1: ... PRAGMA user_version = 2`.
+
+
+def _page_reader(run_id: str, after: int) -> Callable[[sqlite3.Connection], list[Any]]:
+    def read(c: sqlite3.Connection) -> list[Any]:
+        return c.execute(
+            "SELECT event FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, after, PAGE),
+        ).fetchall()
+
+    return read
+
+
+class _Log:
+    """The in-memory tail of one live run's log; ``committed`` events are visible."""
+
+    __slots__ = ("base", "closed", "committed", "events", "waiters")
+
+    def __init__(self, base: int) -> None:
+        self.base = base  # sequence number just before events[0]
+        self.events: list[pb.WorkflowEvent] = []
+        self.committed = 0  # how many of events are durable
+        self.closed = False  # the terminal event is among the committed ones
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for f in waiters:
+            if not f.done():
+                f.set_result(None)
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._write_conn = open_database(path)
+        self._read_conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-read")
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._live: dict[str, StoredRun] = {}
+        self._logs: dict[str, _Log] = {}
+        self._error: StoreUnavailableError | None = None
+        row = self._write_conn.execute("SELECT COALESCE(MAX(ordinal), 0) FROM runs").fetchone()
+        self._ordinal: int = row[0]
+        self._writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
+        self._writer.start()
+
+    # ---- runs -----------------------------------------------------------------------------
+
+    async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
+        self._check()
+        existing = self._live.get(run.run_id)
+        if existing is not None:
+            return existing
+        self._ordinal += 1
+        stored = self._live[run.run_id] = StoredRun(run, fingerprint, self._ordinal)
+        self._logs[run.run_id] = _Log(0)
+        self._queue.put(
+            (
+                "insert",
+                run.run_id,
+                stored.ordinal,
+                run.workflow,
+                run.status,
+                fingerprint,
+                time.time_ns(),
+                json.dumps(dict(run.labels), sort_keys=True),
+                run.SerializeToString(),
+            )
+        )
+        await self.sync()  # the run exists once RunWorkflow says so, crash or not
+        return None
+
+    async def get_run(self, run_id: str) -> StoredRun | None:
+        live = self._live.get(run_id)
+        if live is not None:
+            return live
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT run, fingerprint, ordinal FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        )
+        live = self._live.get(run_id)  # inserted while we read
+        if live is not None:
+            return live
+        if row is None:
+            return None
+        return StoredRun(pb.Run.FromString(row[0]), row[1], row[2])
+
+    def update_run(self, run: pb.Run) -> None:
+        ended = time.time_ns() if run.status in _ENDED else None
+        self._queue.put(("update", run.run_id, run.status, ended, run.SerializeToString()))
+
+    async def list_runs(self, query: RunQuery) -> tuple[list[pb.Run], int | None]:
+        await self.sync()
+        sql = ["SELECT run, ordinal FROM runs WHERE 1=1"]
+        args: list[Any] = []
+        if query.workflow:
+            sql.append("AND workflow = ?")
+            args.append(query.workflow)
+        if query.statuses:
+            sql.append(f"AND status IN ({','.join('?' * len(query.statuses))})")
+            args += sorted(query.statuses)
+        for key, value in sorted(query.labels.items()):
+            sql.append("AND json_extract(labels, ?) = ?")
+            args += [f'$."{key}"', value]
+        if query.before_ordinal is not None:
+            sql.append("AND ordinal < ?")
+            args.append(query.before_ordinal)
+        sql.append("ORDER BY ordinal DESC LIMIT ?")
+        args.append(query.page_size + 1)
+        text = " ".join(sql)
+        rows = await self._read(lambda c: c.execute(text, args).fetchall())
+        runs = [self._freshest(pb.Run.FromString(r[0])) for r in rows[: query.page_size]]
+        cursor = rows[query.page_size - 1][1] if len(rows) > query.page_size else None
+        return runs, cursor
+
+    def _freshest(self, run: pb.Run) -> pb.Run:
+        live = self._live.get(run.run_id)
+        return live.run if live is not None else run
+
+    # ---- events ---------------------------------------------------------------------------
+
+    def append_event(self, event: pb.WorkflowEvent, terminal: bool) -> None:
+        log_ = self._logs.get(event.run_id)
+        if log_ is None:  # a resumed run: its history is in the database
+            log_ = self._logs[event.run_id] = _Log(event.sequence - 1)
+        log_.events.append(event)
+        self._queue.put(
+            ("event", event.run_id, event.sequence, 0, 0, event.SerializeToString(), terminal)
+        )
+
+    async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+        while True:
+            self._check()
+            log_ = self._logs.get(run_id)
+            if log_ is None or after < log_.base:
+                rows = await self._read(_page_reader(run_id, after))
+                for (blob,) in rows:
+                    event = pb.WorkflowEvent.FromString(blob)
+                    after = event.sequence
+                    yield event
+                if rows:
+                    continue
+                log_ = self._logs.get(run_id)
+                if log_ is None:
+                    return  # the run is not live and its history is exhausted
+            i = max(after - log_.base, 0)
+            while i < log_.committed:
+                event = log_.events[i]
+                after = event.sequence
+                yield event
+                i += 1
+            if log_.closed and i >= log_.committed:
+                return
+            waiter = self._loop.create_future()
+            log_.waiters.append(waiter)
+            await waiter
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Wait until everything written so far has committed."""
+        self._check()
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put(("barrier", done))
+        await done
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _write_loop(self) -> None:
+        conn = self._write_conn
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + LINGER
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    if len(batch) >= 64 or time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.0002)
+                    continue
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            committed: dict[str, tuple[int, bool]] = {}
+            barriers: list[asyncio.Future[None]] = []
+            error: StoreUnavailableError | None = None
+            try:
+                conn.execute("BEGIN")
+                for op in batch:
+                    kind = op[0]
+                    if kind == "event":
+                        _, run_id, seq, invocation, idx, blob, terminal = op
+                        conn.execute(
+                            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
+                            (run_id, seq, invocation, idx, blob),
+                        )
+                        committed[run_id] = (seq, terminal)
+                    elif kind == "update":
+                        _, run_id, status, ended, blob = op
+                        conn.execute(
+                            "UPDATE runs SET status = ?, ended_ns = ?, run = ? WHERE run_id = ?",
+                            (status, ended, blob, run_id),
+                        )
+                    elif kind == "insert":
+                        conn.execute(
+                            "INSERT OR IGNORE INTO runs (run_id, ordinal, workflow, status, "
+                            "fingerprint, created_ns, labels, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            op[1:],
+                        )
+                    elif kind == "checkpoint":
+                        conn.execute(
+                            "UPDATE runs SET checkpoint = ? WHERE run_id = ?", (op[2], op[1])
+                        )
+                    elif kind == "barrier":
+                        barriers.append(op[1])
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                error = StoreUnavailableError(
+                    f"the run store {self.path} failed: {e}; the server takes no more runs "
+                    "until it is fixed and restarted"
+                )
+                log.error("event=store_failed path=%s error=%s", self.path, e)
+            try:
+                self._loop.call_soon_threadsafe(self._committed, committed, barriers, error)
+            except RuntimeError:
+                return  # the loop is closed: nobody is waiting any more
+            if error is not None:
+                return
+
+    def _committed(
+        self,
+        committed: dict[str, tuple[int, bool]],
+        barriers: list[asyncio.Future[None]],
+        error: StoreUnavailableError | None,
+    ) -> None:
+        if error is not None:
+            self._error = error
+            for waiting in self._logs.values():
+                waiting.wake()
+            for f in barriers:
+                if not f.done():
+                    f.set_exception(error)
+            return
+        for run_id, (seq, terminal) in committed.items():
+            log_ = self._logs.get(run_id)
+            if log_ is None:
+                continue
+            log_.committed = seq - log_.base
+            if terminal:
+                log_.closed = True
+                # Ended and durable: later readers take it from the database.
+                del self._logs[run_id]
+                self._live.pop(run_id, None)
+            log_.wake()
+        for f in barriers:
+            if not f.done():
+                f.set_result(None)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._loop.run_in_executor(self._reader, fn, self._read_conn)
+
+    async def close(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(None)
+            await self._loop.run_in_executor(None, self._writer.join)
+        self._reader.shutdown(wait=True)
+        self._write_conn.close()
+        self._read_conn.close()

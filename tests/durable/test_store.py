@@ -1,0 +1,109 @@
+"""The SQLite store: history and idempotency across restarts, and broken files."""
+
+import asyncio
+import sqlite3
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from service._pb import workflow_pb2 as pb
+from service.store import StoreError, open_store
+
+from ..service.conftest import Served, req, serve
+
+
+async def restartable(url: str):
+    server, port = await serve(url)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    return Served(server, port, channel)
+
+
+async def shut(served: Served) -> None:
+    await served.channel.close()
+    await served.server.stop(0)
+
+
+async def test_ended_runs_and_their_history_survive_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db"
+    first = await restartable(url)
+    done = await first.stub.RunWorkflow(req("ticker", _wait=True, _run_id="kept", count=3))
+    history = await first.events("kept")
+    await shut(first)
+
+    second = await restartable(url)
+    try:
+        run = (await second.stub.GetRun(pb.GetRunRequest(run_id="kept"))).run
+        assert run.status == pb.RUN_STATUS_SUCCEEDED
+        assert run.result.number_value == 3
+        assert run.last_sequence == done.run.last_sequence == len(history)
+        replayed = await second.events("kept")
+        assert [e.SerializeToString() for e in replayed] == [e.SerializeToString() for e in history]
+        assert await second.events("kept", after=len(history) - 2) == history[-2:]
+        again = await second.stub.RunWorkflow(req("ticker", _run_id="kept", count=3))
+        assert again.run.status == pb.RUN_STATUS_SUCCEEDED
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await second.stub.RunWorkflow(req("ticker", _run_id="kept", count=4))
+        assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        listed = await second.stub.ListRuns(pb.ListRunsRequest(workflow="ticker"))
+        assert [r.run_id for r in listed.runs] == ["kept"]
+        # New runs go on numbering after the old ones, so paging stays newest first.
+        await second.stub.RunWorkflow(req("ticker", _wait=True, _run_id="newer", count=1))
+        listed = await second.stub.ListRuns(pb.ListRunsRequest(workflow="ticker", page_size=1))
+        assert [r.run_id for r in listed.runs] == ["newer"]
+    finally:
+        await shut(second)
+
+
+async def test_a_long_history_replays_in_pages(tmp_path: Path) -> None:
+    served = await restartable(f"sqlite:///{tmp_path}/runs.db")
+    try:
+        done = await served.stub.RunWorkflow(req("ticker", _wait=True, count=400, interval_ms=0))
+        events = await served.events(done.run.run_id)
+        assert [e.sequence for e in events] == list(range(1, done.run.last_sequence + 1))
+        assert len(events) > 1000  # several pages of 256
+    finally:
+        await shut(served)
+
+
+async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as info:
+        open_store(f"sqlite:///{path}")
+    assert "not a readable SQLite database" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError) as info:
+        open_store(f"sqlite:///{path}")
+    assert "newer version" in str(info.value)
+
+
+async def test_bad_store_option_is_a_clear_error() -> None:
+    with pytest.raises(StoreError):
+        open_store("postgres://nowhere")
+
+
+async def test_server_refuses_to_start_on_a_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(b"garbage" * 1000)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "--port",
+        "0",
+        "--store",
+        f"sqlite:///{path}",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode != 0
+    assert b"not a readable SQLite database" in err
