@@ -42,6 +42,10 @@ class RunListener:
     ) -> None:
         """An attempt ended, with the event it returned or the error it raised."""
 
+    def step_completed(self, run: WorkflowHandler, step: str, invocation: int) -> None:
+        """An invocation is done and what it returned has been dispatched: the run is
+        between steps, the moment to take a checkpoint (``run.ctx.to_dict()``)."""
+
     def event_sent(self, run: WorkflowHandler, event: Event, step: str | None) -> None:
         """An event was dispatched to steps (returned, sent by ``step``, or from outside)."""
 

@@ -287,6 +287,8 @@ class Run:
             self._launch(queue.popleft())
         elif self.pending == self.blocked:
             self.check_idle()
+        if self.listener is not None and self.ending is None:
+            self.listener.step_completed(self.handler, name, work.id)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)

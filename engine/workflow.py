@@ -40,6 +40,9 @@ class Workflow:
     #: Event types that may be sent in from outside (besides HumanResponseEvent subclasses
     #: that steps accept), e.g. those a step awaits with ``ctx.wait_for_event``.
     external_events: ClassVar[tuple[type[Event], ...]] = ()
+    #: Whether a host may resume interrupted runs of this workflow from checkpoints
+    #: (steps then run at least once). False: interrupted runs fail instead.
+    durable: ClassVar[bool] = True
     _free_steps: ClassVar[dict[str, Callable[..., Any]]]
 
     def __init__(

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from engine import (
+    CheckpointError,
+    Context,
     Event,
     InputRequiredEvent,
     RunListener,
@@ -46,9 +48,28 @@ DEFAULT_PAGE_SIZE = 100
 class ActiveRun(RunListener):
     """One run in flight: hears the engine and turns what it hears into the event log."""
 
-    __slots__ = ("began", "done", "handler", "input", "manager", "run", "store")
+    __slots__ = (
+        "began",
+        "checkpoint_due",
+        "detached",
+        "done",
+        "handler",
+        "input",
+        "manager",
+        "resumed",
+        "run",
+        "seen",
+        "store",
+    )
 
-    def __init__(self, manager: RunManager, run: pb.Run, input: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        manager: RunManager,
+        run: pb.Run,
+        input: dict[str, Any],
+        resumed: bool = False,
+        seen: set[tuple[int, int]] | None = None,
+    ) -> None:
         self.manager = manager
         self.input = input
         self.store = manager.store
@@ -56,6 +77,12 @@ class ActiveRun(RunListener):
         self.handler: WorkflowHandler | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.began = time.perf_counter()
+        self.resumed = resumed
+        # (invocation, index) of stream events already in the log before a restart: a
+        # re-run step writing them again must not repeat them to subscribers.
+        self.seen = seen or None
+        self.checkpoint_due = False
+        self.detached = False  # left to be resumed by the next server; record nothing more
 
     def _emit(
         self,
@@ -64,7 +91,10 @@ class ActiveRun(RunListener):
         step: str | None,
         data: dict[str, Any] | None = None,
         terminal: bool = False,
+        key: tuple[int, int] = (0, 0),
     ) -> None:
+        if self.detached:
+            return
         run = self.run
         run.last_sequence += 1
         event = pb.WorkflowEvent(
@@ -79,10 +109,19 @@ class ActiveRun(RunListener):
             event.data.update(data)
         if terminal:
             self.store.update_run(run)  # the final record, with its last sequence
-        self.store.append_event(event, terminal)
+        self.store.append_event(event, terminal, key)
 
     def run_started(self, run: WorkflowHandler, start_event: Event | None) -> None:
         self.run.status = pb.RUN_STATUS_RUNNING
+        if self.resumed:
+            self.store.update_run(self.run)
+            log.info(
+                "event=run_resumed run_id=%s workflow=%s after_sequence=%d",
+                self.run.run_id,
+                self.run.workflow,
+                self.run.last_sequence,
+            )
+            return
         self.run.started_at.CopyFrom(convert.now())
         self.store.update_run(self.run)
         self._emit(pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, self.input)
@@ -119,21 +158,51 @@ class ActiveRun(RunListener):
     ) -> None:
         if isinstance(event, StopEvent):
             return  # reported as the terminal RUN_SUCCEEDED event
+        key = (invocation, index)
+        if self.seen is not None and key in self.seen:
+            return  # written before the restart by the invocation now running again
         kind = (
             pb.EVENT_KIND_INPUT_REQUIRED
             if isinstance(event, InputRequiredEvent)
             else pb.EVENT_KIND_STREAM
         )
-        self._emit(kind, type(event).__name__, step, event.model_dump(mode="json", fallback=repr))
+        data = event.model_dump(mode="json", fallback=repr)
+        self._emit(kind, type(event).__name__, step, data, key=key)
+
+    def step_completed(self, run: WorkflowHandler, step: str, invocation: int) -> None:
+        # One checkpoint per run per loop turn, however many of its steps completed in it.
+        if self.store.durable and not self.checkpoint_due:
+            self.checkpoint_due = True
+            asyncio.get_running_loop().call_soon(self.save_checkpoint)
+
+    def save_checkpoint(self) -> None:
+        self.checkpoint_due = False
+        handler = self.handler
+        if handler is None or handler.done() or self.detached:
+            return
+        try:
+            text = json.dumps(handler.ctx.to_dict(), separators=(",", ":"))
+        except (CheckpointError, TypeError, ValueError) as e:
+            log.error(
+                "event=checkpoint_failed run_id=%s workflow=%s error=%s",
+                self.run.run_id,
+                self.run.workflow,
+                json.dumps(str(e)),
+            )
+            return
+        self.store.save_checkpoint(self.run.run_id, text)
 
     def status_changed(self, run: WorkflowHandler, status: RunStatus) -> None:
-        if not status.is_terminal:
+        if not status.is_terminal and not self.detached:
             self.run.status = convert.STATUS_TO_PB[status]
             self.store.update_run(self.run)
 
     def run_finished(
         self, run: WorkflowHandler, status: RunStatus, result: Any, error: BaseException | None
     ) -> None:
+        if self.detached:
+            self._release()
+            return
         record = self.run
         record.status = convert.STATUS_TO_PB[status]
         record.ended_at.CopyFrom(convert.now())
@@ -151,9 +220,7 @@ class ActiveRun(RunListener):
             data = {"type": type(error).__name__, "message": str(error), "step": step}
             type_name = type(error).__name__
         self._emit(convert.TERMINAL_KIND[status], type_name, None, data, terminal=True)
-        self.manager.ended(self)
-        if not self.done.done():
-            self.done.set_result(None)
+        self._release()
         log.info(
             "event=run_ended run_id=%s workflow=%s status=%s duration_ms=%.1f%s",
             record.run_id,
@@ -161,6 +228,27 @@ class ActiveRun(RunListener):
             status.value,
             (time.perf_counter() - self.began) * 1000,
             f" error={json.dumps(str(error))}" if error is not None else "",
+        )
+
+    def _release(self) -> None:
+        self.manager.ended(self)
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def abandon(self, reason: str) -> None:
+        """End a run that cannot be resumed as FAILED, saying why."""
+        record = self.run
+        record.status = pb.RUN_STATUS_FAILED
+        record.ended_at.CopyFrom(convert.now())
+        record.error.CopyFrom(pb.RunError(type="ServerRestartedError", message=reason))
+        data = {"type": "ServerRestartedError", "message": reason, "step": ""}
+        self._emit(pb.EVENT_KIND_RUN_FAILED, "ServerRestartedError", None, data, terminal=True)
+        self._release()
+        log.warning(
+            "event=run_abandoned run_id=%s workflow=%s reason=%s",
+            record.run_id,
+            record.workflow,
+            json.dumps(reason),
         )
 
 
@@ -233,6 +321,8 @@ class RunManager:
             created_at=convert.now(),
             labels=req.labels,
         )
+        if timeout is not None:
+            run.timeout.FromNanoseconds(int(timeout * 1e9))
         raced = await self.store.insert_run(run, fingerprint)
         if raced is not None:
             return self._same_run(raced, fingerprint)
@@ -311,6 +401,10 @@ class RunManager:
                 f"(it accepts: {names})"
             )
         active.handler.ctx.send_event(build_event(cls, data))
+        if self.store.durable:
+            # Acknowledge only once the event is in a checkpoint: it must survive a crash.
+            active.save_checkpoint()
+            await self.store.sync()
         return run
 
     async def list_runs(self, req: pb.ListRunsRequest) -> pb.ListRunsResponse:
@@ -331,8 +425,65 @@ class RunManager:
 
     async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
         await self.get(run_id)
-        async for event in self.store.follow(run_id, after):
-            yield event
+        try:
+            async for event in self.store.follow(run_id, after):
+                after = event.sequence
+                yield event
+        except ShuttingDownError:
+            raise ShuttingDownError(
+                "the server is restarting and the run will go on after it; reconnect and "
+                f"resume with after_sequence={after}"
+            ) from None
+
+    # ---- resuming after a restart ---------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Resume every run the store says was going; end the ones that cannot go on."""
+        for u in await self.store.unfinished_runs():
+            run = u.stored.run
+            active = ActiveRun(
+                self, run, convert.struct_to_dict(run.input), resumed=True, seen=u.stream_keys
+            )
+            self.active[run.run_id] = active
+            wf = self.workflows.get(run.workflow)
+            if wf is None:
+                active.abandon(
+                    f"the server restarted and no longer serves workflow '{run.workflow}'"
+                )
+                continue
+            if not type(wf).durable:
+                active.abandon(
+                    "the server restarted while the run was going, and workflow "
+                    f"'{run.workflow}' is not durable (durable=False), so it was not resumed"
+                )
+                continue
+            try:
+                active.handler = self._resume(wf, active, u.checkpoint)
+            except Exception as e:
+                active.abandon(f"the server restarted and could not resume the run: {e}")
+                continue
+            active.handler.add_done_callback(_consume_outcome)
+
+    def _resume(self, wf: Workflow, active: ActiveRun, checkpoint: str | None) -> WorkflowHandler:
+        run = active.run
+        timeout: float | None = None
+        if run.HasField("timeout"):
+            began = run.started_at.ToNanoseconds() if run.HasField("started_at") else 0
+            elapsed = (time.time_ns() - began) / 1e9 if began else 0.0
+            timeout = max(run.timeout.ToNanoseconds() / 1e9 - elapsed, 0.001)
+        if checkpoint:
+            ctx = Context.from_dict(wf, json.loads(checkpoint))
+            return wf.start_run(
+                ctx=ctx, run_id=run.run_id, listener=active, timeout=timeout, retain_stream=False
+            )
+        # It never completed a step: start it again; invocation numbers come out the same.
+        return wf.start_run(
+            wf.build_start_event(active.input),
+            run_id=run.run_id,
+            listener=active,
+            timeout=timeout,
+            retain_stream=False,
+        )
 
     # ---- shutdown ---------------------------------------------------------------------------
 
@@ -345,11 +496,19 @@ class RunManager:
             await asyncio.wait(pending, timeout=grace)
         rest = list(self.active.values())
         for active in rest:
-            if active.handler is not None:
-                active.handler.cancel_run()
+            if active.handler is None:
+                continue
+            if self.store.durable and type(active.handler.workflow).durable:
+                # Leave it to the next start, from its last checkpoint.
+                active.save_checkpoint()
+                active.detached = True
+            active.handler.cancel_run()
         if rest:
             await asyncio.wait([a.done for a in rest], timeout=5)
-        await self.store.close()
+        self.store.interrupt_followers(
+            ShuttingDownError("the server is restarting and the run will go on after it")
+        )
+        await self.store.sync()
 
 
 def _consume_outcome(handler: asyncio.Future[Any]) -> None:

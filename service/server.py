@@ -84,6 +84,7 @@ class WorkflowServer:
         bound = self.server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
             raise OSError(f"cannot listen on {host}:{port}")
+        await self.manager.recover()
         await self.server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -98,6 +99,7 @@ class WorkflowServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.manager.shutdown(self.shutdown_grace if grace is None else grace)
         await self.server.stop(grace=2.0)
+        await self.manager.store.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aworkflow/v1/workflow.proto\x12\x0bworkflow.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n\x12RunWorkflowRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0c\n\x04wait\x18\x04 \x01(\x08\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x06labels\x18\x06 \x03(\x0b\x32+.workflow.v1.RunWorkflowRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x13RunWorkflowResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.workflow.v1.Run\"\xa2\x01\n\x13StreamEventsRequest\x12\x10\n\x06run_id\x18\x01 \x01(\tH\x00\x12\x30\n\x05start\x18\x02 \x01(\x0b\x32\x1f.workflow.v1.RunWorkflowRequestH\x00\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\x12%\n\x05kinds\x18\x04 \x03(\x0e\x32\x16.workflow.v1.EventKindB\x08\n\x06target\"\xc4\x01\n\rWorkflowEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.workflow.v1.EventKind\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0c\n\x04step\x18\x05 \x01(\t\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x08RunError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\"\xc7\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.workflow.v1.RunStatus\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12$\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x15.workflow.v1.RunError\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\n \x01(\x03\x12,\n\x06labels\x18\x0b \x03(\x0b\x32\x1c.workflow.v1.Run.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"/\n\x0eGetRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.workflow.v1.Run\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.workflow.v1.Run\"W\n\x10SendEventRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12%\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"2\n\x11SendEventResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.workflow.v1.Run\"\x16\n\x14ListWorkflowsRequest\"E\n\x15ListWorkflowsResponse\x12,\n\tworkflows\x18\x01 \x03(\x0b\x32\x19.workflow.v1.WorkflowInfo\"\xa2\x01\n\x0cWorkflowInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12-\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x0f\x61\x63\x63\x65pted_events\x18\x04 \x03(\x0b\x32\x18.workflow.v1.EventSchema\x12\r\n\x05steps\x18\x05 \x03(\t\"D\n\x0b\x45ventSchema\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\'\n\x06schema\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xdd\x01\n\x0fListRunsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12(\n\x08statuses\x18\x02 \x03(\x0e\x32\x16.workflow.v1.RunStatus\x12\x38\n\x06labels\x18\x03 \x03(\x0b\x32(.workflow.v1.ListRunsRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x10ListRunsResponse\x12\x1e\n\x04runs\x18\x01 \x03(\x0b\x32\x10.workflow.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xde\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12 \n\x1cRUN_STATUS_WAITING_FOR_INPUT\x10\x03\x12\x18\n\x14RUN_STATUS_SUCCEEDED\x10\x04\x12\x15\n\x11RUN_STATUS_FAILED\x10\x05\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x06\x12\x18\n\x14RUN_STATUS_TIMED_OUT\x10\x07*\xa9\x02\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_KIND_RUN_STARTED\x10\x01\x12\x1b\n\x17\x45VENT_KIND_STEP_STARTED\x10\x02\x12\x1c\n\x18\x45VENT_KIND_STEP_FINISHED\x10\x03\x12\x15\n\x11\x45VENT_KIND_STREAM\x10\x04\x12\x1d\n\x19\x45VENT_KIND_INPUT_REQUIRED\x10\x05\x12\x1c\n\x18\x45VENT_KIND_RUN_SUCCEEDED\x10\x06\x12\x19\n\x15\x45VENT_KIND_RUN_FAILED\x10\x07\x12\x1c\n\x18\x45VENT_KIND_RUN_CANCELLED\x10\x08\x12\x1c\n\x18\x45VENT_KIND_RUN_TIMED_OUT\x10\t2\xaf\x04\n\x0fWorkflowService\x12P\n\x0bRunWorkflow\x12\x1f.workflow.v1.RunWorkflowRequest\x1a .workflow.v1.RunWorkflowResponse\x12N\n\x0cStreamEvents\x12 .workflow.v1.StreamEventsRequest\x1a\x1a.workflow.v1.WorkflowEvent0\x01\x12\x41\n\x06GetRun\x12\x1a.workflow.v1.GetRunRequest\x1a\x1b.workflow.v1.GetRunResponse\x12J\n\tCancelRun\x12\x1d.workflow.v1.CancelRunRequest\x1a\x1e.workflow.v1.CancelRunResponse\x12J\n\tSendEvent\x12\x1d.workflow.v1.SendEventRequest\x1a\x1e.workflow.v1.SendEventResponse\x12V\n\rListWorkflows\x12!.workflow.v1.ListWorkflowsRequest\x1a\".workflow.v1.ListWorkflowsResponse\x12G\n\x08ListRuns\x12\x1c.workflow.v1.ListRunsRequest\x1a\x1d.workflow.v1.ListRunsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aworkflow/v1/workflow.proto\x12\x0bworkflow.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x02\n\x12RunWorkflowRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12&\n\x05input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0c\n\x04wait\x18\x04 \x01(\x08\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12;\n\x06labels\x18\x06 \x03(\x0b\x32+.workflow.v1.RunWorkflowRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x13RunWorkflowResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.workflow.v1.Run\"\xa2\x01\n\x13StreamEventsRequest\x12\x10\n\x06run_id\x18\x01 \x01(\tH\x00\x12\x30\n\x05start\x18\x02 \x01(\x0b\x32\x1f.workflow.v1.RunWorkflowRequestH\x00\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x03\x12%\n\x05kinds\x18\x04 \x03(\x0e\x32\x16.workflow.v1.EventKindB\x08\n\x06target\"\xc4\x01\n\rWorkflowEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.workflow.v1.EventKind\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0c\n\x04step\x18\x05 \x01(\t\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x08RunError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\"\xf3\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08workflow\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.workflow.v1.RunStatus\x12&\n\x05input\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06result\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\x12$\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x15.workflow.v1.RunError\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\n \x01(\x03\x12,\n\x06labels\x18\x0b \x03(\x0b\x32\x1c.workflow.v1.Run.LabelsEntry\x12*\n\x07timeout\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"/\n\x0eGetRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.workflow.v1.Run\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.workflow.v1.Run\"W\n\x10SendEventRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12%\n\x04\x64\x61ta\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"2\n\x11SendEventResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.workflow.v1.Run\"\x16\n\x14ListWorkflowsRequest\"E\n\x15ListWorkflowsResponse\x12,\n\tworkflows\x18\x01 \x03(\x0b\x32\x19.workflow.v1.WorkflowInfo\"\xa2\x01\n\x0cWorkflowInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12-\n\x0cinput_schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x31\n\x0f\x61\x63\x63\x65pted_events\x18\x04 \x03(\x0b\x32\x18.workflow.v1.EventSchema\x12\r\n\x05steps\x18\x05 \x03(\t\"D\n\x0b\x45ventSchema\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\'\n\x06schema\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xdd\x01\n\x0fListRunsRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12(\n\x08statuses\x18\x02 \x03(\x0e\x32\x16.workflow.v1.RunStatus\x12\x38\n\x06labels\x18\x03 \x03(\x0b\x32(.workflow.v1.ListRunsRequest.LabelsEntry\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x10ListRunsResponse\x12\x1e\n\x04runs\x18\x01 \x03(\x0b\x32\x10.workflow.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xde\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12 \n\x1cRUN_STATUS_WAITING_FOR_INPUT\x10\x03\x12\x18\n\x14RUN_STATUS_SUCCEEDED\x10\x04\x12\x15\n\x11RUN_STATUS_FAILED\x10\x05\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x06\x12\x18\n\x14RUN_STATUS_TIMED_OUT\x10\x07*\xa9\x02\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45VENT_KIND_RUN_STARTED\x10\x01\x12\x1b\n\x17\x45VENT_KIND_STEP_STARTED\x10\x02\x12\x1c\n\x18\x45VENT_KIND_STEP_FINISHED\x10\x03\x12\x15\n\x11\x45VENT_KIND_STREAM\x10\x04\x12\x1d\n\x19\x45VENT_KIND_INPUT_REQUIRED\x10\x05\x12\x1c\n\x18\x45VENT_KIND_RUN_SUCCEEDED\x10\x06\x12\x19\n\x15\x45VENT_KIND_RUN_FAILED\x10\x07\x12\x1c\n\x18\x45VENT_KIND_RUN_CANCELLED\x10\x08\x12\x1c\n\x18\x45VENT_KIND_RUN_TIMED_OUT\x10\t2\xaf\x04\n\x0fWorkflowService\x12P\n\x0bRunWorkflow\x12\x1f.workflow.v1.RunWorkflowRequest\x1a .workflow.v1.RunWorkflowResponse\x12N\n\x0cStreamEvents\x12 .workflow.v1.StreamEventsRequest\x1a\x1a.workflow.v1.WorkflowEvent0\x01\x12\x41\n\x06GetRun\x12\x1a.workflow.v1.GetRunRequest\x1a\x1b.workflow.v1.GetRunResponse\x12J\n\tCancelRun\x12\x1d.workflow.v1.CancelRunRequest\x1a\x1e.workflow.v1.CancelRunResponse\x12J\n\tSendEvent\x12\x1d.workflow.v1.SendEventRequest\x1a\x1e.workflow.v1.SendEventResponse\x12V\n\rListWorkflows\x12!.workflow.v1.ListWorkflowsRequest\x1a\".workflow.v1.ListWorkflowsResponse\x12G\n\x08ListRuns\x12\x1c.workflow.v1.ListRunsRequest\x1a\x1d.workflow.v1.ListRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,10 +41,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUN_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_RUNSTATUS']._serialized_start=2277
-  _globals['_RUNSTATUS']._serialized_end=2499
-  _globals['_EVENTKIND']._serialized_start=2502
-  _globals['_EVENTKIND']._serialized_end=2799
+  _globals['_RUNSTATUS']._serialized_start=2321
+  _globals['_RUNSTATUS']._serialized_end=2543
+  _globals['_EVENTKIND']._serialized_start=2546
+  _globals['_EVENTKIND']._serialized_end=2843
   _globals['_RUNWORKFLOWREQUEST']._serialized_start=139
   _globals['_RUNWORKFLOWREQUEST']._serialized_end=399
   _globals['_RUNWORKFLOWREQUEST_LABELSENTRY']._serialized_start=354
@@ -58,35 +58,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNERROR']._serialized_start=819
   _globals['_RUNERROR']._serialized_end=874
   _globals['_RUN']._serialized_start=877
-  _globals['_RUN']._serialized_end=1332
+  _globals['_RUN']._serialized_end=1376
   _globals['_RUN_LABELSENTRY']._serialized_start=354
   _globals['_RUN_LABELSENTRY']._serialized_end=399
-  _globals['_GETRUNREQUEST']._serialized_start=1334
-  _globals['_GETRUNREQUEST']._serialized_end=1365
-  _globals['_GETRUNRESPONSE']._serialized_start=1367
-  _globals['_GETRUNRESPONSE']._serialized_end=1414
-  _globals['_CANCELRUNREQUEST']._serialized_start=1416
-  _globals['_CANCELRUNREQUEST']._serialized_end=1450
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1452
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1502
-  _globals['_SENDEVENTREQUEST']._serialized_start=1504
-  _globals['_SENDEVENTREQUEST']._serialized_end=1591
-  _globals['_SENDEVENTRESPONSE']._serialized_start=1593
-  _globals['_SENDEVENTRESPONSE']._serialized_end=1643
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1645
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1667
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1669
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1738
-  _globals['_WORKFLOWINFO']._serialized_start=1741
-  _globals['_WORKFLOWINFO']._serialized_end=1903
-  _globals['_EVENTSCHEMA']._serialized_start=1905
-  _globals['_EVENTSCHEMA']._serialized_end=1973
-  _globals['_LISTRUNSREQUEST']._serialized_start=1976
-  _globals['_LISTRUNSREQUEST']._serialized_end=2197
+  _globals['_GETRUNREQUEST']._serialized_start=1378
+  _globals['_GETRUNREQUEST']._serialized_end=1409
+  _globals['_GETRUNRESPONSE']._serialized_start=1411
+  _globals['_GETRUNRESPONSE']._serialized_end=1458
+  _globals['_CANCELRUNREQUEST']._serialized_start=1460
+  _globals['_CANCELRUNREQUEST']._serialized_end=1494
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1496
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1546
+  _globals['_SENDEVENTREQUEST']._serialized_start=1548
+  _globals['_SENDEVENTREQUEST']._serialized_end=1635
+  _globals['_SENDEVENTRESPONSE']._serialized_start=1637
+  _globals['_SENDEVENTRESPONSE']._serialized_end=1687
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1689
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1711
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1713
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1782
+  _globals['_WORKFLOWINFO']._serialized_start=1785
+  _globals['_WORKFLOWINFO']._serialized_end=1947
+  _globals['_EVENTSCHEMA']._serialized_start=1949
+  _globals['_EVENTSCHEMA']._serialized_end=2017
+  _globals['_LISTRUNSREQUEST']._serialized_start=2020
+  _globals['_LISTRUNSREQUEST']._serialized_end=2241
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_start=354
   _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_end=399
-  _globals['_LISTRUNSRESPONSE']._serialized_start=2199
-  _globals['_LISTRUNSRESPONSE']._serialized_end=2274
-  _globals['_WORKFLOWSERVICE']._serialized_start=2802
-  _globals['_WORKFLOWSERVICE']._serialized_end=3361
+  _globals['_LISTRUNSRESPONSE']._serialized_start=2243
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2318
+  _globals['_WORKFLOWSERVICE']._serialized_start=2846
+  _globals['_WORKFLOWSERVICE']._serialized_end=3405
 # @@protoc_insertion_point(module_scope)

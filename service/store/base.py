@@ -25,6 +25,16 @@ class StoredRun:
 
 
 @dataclass(slots=True)
+class Unfinished:
+    """A run that was going when the server last stopped, as the store knows it."""
+
+    stored: StoredRun
+    checkpoint: str | None  # the engine checkpoint (JSON) after its last completed step
+    last_sequence: int  # of its last durable event
+    stream_keys: set[tuple[int, int]]  # (invocation, index) of events steps wrote
+
+
+@dataclass(slots=True)
 class RunQuery:
     workflow: str = ""
     statuses: frozenset[int] = frozenset()
@@ -52,8 +62,25 @@ class Store(ABC):
         """Runs matching the query, newest first, and the cursor of the next page."""
 
     @abstractmethod
-    def append_event(self, event: pb.WorkflowEvent, terminal: bool) -> None:
-        """Append the next event of its run; ``terminal`` closes the run's log."""
+    def append_event(
+        self, event: pb.WorkflowEvent, terminal: bool, key: tuple[int, int] = (0, 0)
+    ) -> None:
+        """Append the next event of its run; ``terminal`` closes the run's log. ``key`` is
+        (invocation, index) for events a step wrote, so a re-run can be recognised."""
+
+    #: Whether runs survive a restart here (and so may be resumed rather than cancelled).
+    durable: bool = False
+
+    def save_checkpoint(self, run_id: str, checkpoint: str) -> None:  # noqa: B027
+        """Keep the run's latest engine checkpoint (JSON); only durable stores need to."""
+
+    async def unfinished_runs(self) -> list[Unfinished]:
+        """Runs that were neither ended nor cancelled when the server last stopped."""
+        return []
+
+    @abstractmethod
+    def interrupt_followers(self, error: Exception) -> None:
+        """End every ``follow`` in progress with ``error`` (the server is going away)."""
 
     @abstractmethod
     def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:

@@ -29,6 +29,7 @@ class MemoryStore(Store):
         self._runs: dict[str, StoredRun] = {}
         self._logs: dict[str, _Log] = {}
         self._ordinal = 0
+        self._interrupted: Exception | None = None
 
     async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
         existing = self._runs.get(run.run_id)
@@ -62,7 +63,14 @@ class MemoryStore(Store):
             page.append(run)
         return page, None
 
-    def append_event(self, event: pb.WorkflowEvent, terminal: bool) -> None:
+    def interrupt_followers(self, error: Exception) -> None:
+        self._interrupted = error
+        for log in self._logs.values():
+            log.wake()
+
+    def append_event(
+        self, event: pb.WorkflowEvent, terminal: bool, key: tuple[int, int] = (0, 0)
+    ) -> None:
         log = self._logs[event.run_id]
         log.events.append(event)
         if terminal:
@@ -83,6 +91,8 @@ class MemoryStore(Store):
                 i += 1
             if log.closed:
                 return
+            if self._interrupted is not None:
+                raise self._interrupted
             waiter = asyncio.get_running_loop().create_future()
             log.waiters.append(waiter)
             await waiter

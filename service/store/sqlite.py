@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._pb import workflow_pb2 as pb
-from .base import RunQuery, Store, StoredRun
+from .base import RunQuery, Store, StoredRun, Unfinished
 
 log = logging.getLogger("service.store")
 
@@ -163,6 +163,8 @@ class _Log:
 
 
 class SqliteStore(Store):
+    durable = True
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._write_conn = open_database(path)
@@ -173,6 +175,7 @@ class SqliteStore(Store):
         self._live: dict[str, StoredRun] = {}
         self._logs: dict[str, _Log] = {}
         self._error: StoreUnavailableError | None = None
+        self._interrupted: Exception | None = None
         row = self._write_conn.execute("SELECT COALESCE(MAX(ordinal), 0) FROM runs").fetchone()
         self._ordinal: int = row[0]
         self._writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
@@ -254,14 +257,61 @@ class SqliteStore(Store):
 
     # ---- events ---------------------------------------------------------------------------
 
-    def append_event(self, event: pb.WorkflowEvent, terminal: bool) -> None:
+    def append_event(
+        self, event: pb.WorkflowEvent, terminal: bool, key: tuple[int, int] = (0, 0)
+    ) -> None:
         log_ = self._logs.get(event.run_id)
         if log_ is None:  # a resumed run: its history is in the database
             log_ = self._logs[event.run_id] = _Log(event.sequence - 1)
         log_.events.append(event)
         self._queue.put(
-            ("event", event.run_id, event.sequence, 0, 0, event.SerializeToString(), terminal)
+            ("event", event.run_id, event.sequence, *key, event.SerializeToString(), terminal)
         )
+
+    def save_checkpoint(self, run_id: str, checkpoint: str) -> None:
+        self._queue.put(("checkpoint", run_id, checkpoint))
+
+    async def unfinished_runs(self) -> list[Unfinished]:
+        """Also makes them live again: the manager resumes or ends each of them."""
+        going = (pb.RUN_STATUS_PENDING, pb.RUN_STATUS_RUNNING, pb.RUN_STATUS_WAITING_FOR_INPUT)
+
+        def read(c: sqlite3.Connection) -> list[Unfinished]:
+            found = []
+            rows = c.execute(
+                "SELECT run_id, run, fingerprint, ordinal, checkpoint FROM runs "
+                f"WHERE status IN ({','.join('?' * len(going))}) ORDER BY ordinal",
+                going,
+            ).fetchall()
+            for run_id, blob, fingerprint, ordinal, checkpoint in rows:
+                last = c.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+                ).fetchone()[0]
+                keys = c.execute(
+                    "SELECT invocation, idx FROM events WHERE run_id = ? AND invocation > 0",
+                    (run_id,),
+                ).fetchall()
+                run = pb.Run.FromString(blob)
+                run.last_sequence = last
+                found.append(
+                    Unfinished(
+                        StoredRun(run, fingerprint, ordinal),
+                        checkpoint,
+                        last,
+                        {(i, x) for i, x in keys},
+                    )
+                )
+            return found
+
+        found = await self._read(read)
+        for u in found:
+            self._live[u.stored.run.run_id] = u.stored
+            self._logs[u.stored.run.run_id] = _Log(u.last_sequence)
+        return found
+
+    def interrupt_followers(self, error: Exception) -> None:
+        self._interrupted = error
+        for log_ in self._logs.values():
+            log_.wake()
 
     async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
         while True:
@@ -286,6 +336,8 @@ class SqliteStore(Store):
                 i += 1
             if log_.closed and i >= log_.committed:
                 return
+            if self._interrupted is not None:
+                raise self._interrupted
             waiter = self._loop.create_future()
             log_.waiters.append(waiter)
             await waiter
@@ -324,6 +376,7 @@ class SqliteStore(Store):
                     break
                 batch.append(item)
             committed: dict[str, tuple[int, bool]] = {}
+            checkpoints: dict[str, str] = {}  # only the latest of each run matters
             barriers: list[asyncio.Future[None]] = []
             error: StoreUnavailableError | None = None
             try:
@@ -339,10 +392,18 @@ class SqliteStore(Store):
                         committed[run_id] = (seq, terminal)
                     elif kind == "update":
                         _, run_id, status, ended, blob = op
-                        conn.execute(
-                            "UPDATE runs SET status = ?, ended_ns = ?, run = ? WHERE run_id = ?",
-                            (status, ended, blob, run_id),
-                        )
+                        if ended is None:
+                            conn.execute(
+                                "UPDATE runs SET status = ?, run = ? WHERE run_id = ?",
+                                (status, blob, run_id),
+                            )
+                        else:  # an ended run needs no checkpoint any more
+                            checkpoints.pop(run_id, None)
+                            conn.execute(
+                                "UPDATE runs SET status = ?, ended_ns = ?, run = ?, "
+                                "checkpoint = NULL WHERE run_id = ?",
+                                (status, ended, blob, run_id),
+                            )
                     elif kind == "insert":
                         conn.execute(
                             "INSERT OR IGNORE INTO runs (run_id, ordinal, workflow, status, "
@@ -350,11 +411,13 @@ class SqliteStore(Store):
                             op[1:],
                         )
                     elif kind == "checkpoint":
-                        conn.execute(
-                            "UPDATE runs SET checkpoint = ? WHERE run_id = ?", (op[2], op[1])
-                        )
+                        checkpoints[op[1]] = op[2]
                     elif kind == "barrier":
                         barriers.append(op[1])
+                conn.executemany(
+                    "UPDATE runs SET checkpoint = ? WHERE run_id = ?",
+                    [(text, run_id) for run_id, text in checkpoints.items()],
+                )
                 conn.execute("COMMIT")
             except sqlite3.Error as e:
                 if conn.in_transaction:

@@ -16,13 +16,26 @@ from service._pb import workflow_pb2_grpc as pb_grpc
 
 from .conftest import req
 
+TERMINAL = {
+    pb.EVENT_KIND_RUN_SUCCEEDED,
+    pb.EVENT_KIND_RUN_FAILED,
+    pb.EVENT_KIND_RUN_CANCELLED,
+    pb.EVENT_KIND_RUN_TIMED_OUT,
+}
+
 LISTENING = re.compile(rb"event=listening address=[\d.]+:(\d+)")
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
 async def server_process(
-    tmp_path: Path,
+    store_kind: str, tmp_path: Path
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    store = "memory" if store_kind == "memory" else f"sqlite:///{tmp_path}/runs.db"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -30,7 +43,7 @@ async def server_process(
         "--port",
         "0",
         "--store",
-        f"sqlite:///{tmp_path}/runs.db",
+        store,
         "--shutdown-grace",
         "1",
         stderr=asyncio.subprocess.PIPE,
@@ -49,9 +62,12 @@ async def server_process(
         await proc.wait()
 
 
-async def test_sigterm_lets_short_runs_finish_and_ends_long_ones_cancelled(
-    server_process: tuple[asyncio.subprocess.Process, int],
+async def test_sigterm_lets_short_runs_finish_and_stops_long_ones(
+    server_process: tuple[asyncio.subprocess.Process, int], store_kind: str
 ) -> None:
+    """Runs that end within the grace period end normally. The rest are cancelled when
+    the store forgets them (memory); with a durable store they are left to resume at the
+    next start, and their streams end with UNAVAILABLE saying where to resume."""
     proc, port = server_process
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.WorkflowServiceStub(channel)
@@ -59,7 +75,15 @@ async def test_sigterm_lets_short_runs_finish_and_ends_long_ones_cancelled(
         async def stream(run_id: str, count: int) -> list[pb.WorkflowEvent]:
             start = req("ticker", count=count, interval_ms=50, _run_id=run_id)
             call = stub.StreamEvents(pb.StreamEventsRequest(start=start))
-            return [e async for e in call]
+            got: list[pb.WorkflowEvent] = []
+            try:
+                async for e in call:
+                    got.append(e)
+            except grpc.aio.AioRpcError as e:
+                assert store_kind == "sqlite"
+                assert e.code() == grpc.StatusCode.UNAVAILABLE
+                assert f"after_sequence={got[-1].sequence}" in (e.details() or "")
+            return got
 
         short = [asyncio.ensure_future(stream(f"short-{i}", 4)) for i in range(5)]
         long = [asyncio.ensure_future(stream(f"long-{i}", 10_000)) for i in range(20)]
@@ -69,13 +93,16 @@ async def test_sigterm_lets_short_runs_finish_and_ends_long_ones_cancelled(
             assert events[-1].kind == pb.EVENT_KIND_RUN_SUCCEEDED
             assert [e.sequence for e in events] == list(range(1, len(events) + 1))
         for events in await asyncio.gather(*long):
-            assert events[-1].kind == pb.EVENT_KIND_RUN_CANCELLED
             assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+            if store_kind == "memory":
+                assert events[-1].kind == pb.EVENT_KIND_RUN_CANCELLED
+            else:
+                assert events[-1].kind not in TERMINAL
     assert await asyncio.wait_for(proc.wait(), 10) == 0
     assert proc.stderr is not None
     log = await proc.stderr.read()
     assert b"event=stopped" in log
-    assert log.count(b"event=run_ended") == 25
+    assert log.count(b"event=run_ended") == (25 if store_kind == "memory" else 5)
 
 
 async def test_bad_workflows_option_exits_with_a_clear_message() -> None:

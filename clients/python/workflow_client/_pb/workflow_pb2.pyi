@@ -376,6 +376,7 @@ class Run(_message.Message):
     ENDED_AT_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Unique id of the run."""
     workflow: _builtins.str
@@ -412,6 +413,10 @@ class Run(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """The labels it was started with."""
 
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """The longest it may take from when it started; unset when it has no limit."""
+
     def __init__(
         self,
         *,
@@ -426,10 +431,11 @@ class Run(_message.Message):
         ended_at: _timestamp_pb2.Timestamp | None = ...,
         last_sequence: _builtins.int = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "input", b"input", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "input", b"input", "result", b"result", "started_at", b"started_at", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "result", b"result", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "error", b"error", "input", b"input", "labels", b"labels", "last_sequence", b"last_sequence", "result", b"result", "run_id", b"run_id", "started_at", b"started_at", "status", b"status", "timeout", b"timeout", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,192 @@
+"""Crashes and restarts of a real server process on a SQLite store."""
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+from workflow_client import Event, WorkflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+Starter = Callable[[], Coroutine[Any, Any, asyncio.subprocess.Process]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[tuple[Starter, str]]:
+    """Starts the server on one port and one database, as often as a test asks."""
+    port = free_port()
+    procs: list[asyncio.subprocess.Process] = []
+    drains: list[asyncio.Future[bytes]] = []
+
+    async def start() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "service",
+            "--port",
+            str(port),
+            "--store",
+            f"sqlite:///{tmp_path}/runs.db",
+            "--workflows",
+            "examples:WORKFLOWS,tests.durable.flows:FLOWS",
+            "--shutdown-grace",
+            "0.2",
+            cwd=ROOT,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "WORKFLOW_LOG_LEVEL": "INFO"},
+        )
+        assert proc.stderr is not None
+        while True:
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, "the server exited before listening"
+            if b"event=listening" in line:
+                break
+        drains.append(asyncio.ensure_future(proc.stderr.read()))  # keep the pipe drained
+        procs.append(proc)
+        return proc
+
+    yield start, f"127.0.0.1:{port}"
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def assert_exactly_once(events: list[Event], ticks: int) -> None:
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert events[0].kind == "RUN_STARTED"
+    assert events[-1].kind == "RUN_SUCCEEDED"
+    assert [e.data["n"] for e in events if e.kind == "STREAM"] == list(range(1, ticks + 1))
+
+
+async def test_kill_9_with_100_runs_in_flight_loses_nothing(
+    server: tuple[Starter, str],
+) -> None:
+    start, address = server
+    proc = await start()
+    async with WorkflowClient(address, reconnect_attempts=50, reconnect_delay=0.1) as client:
+        handles = [
+            client.stream("ticker", count=12, interval_ms=60, run_id=f"crash-{i}")
+            for i in range(100)
+        ]
+        seen: dict[str, list[Event]] = {h.run_id: [] for h in handles}
+        ticking: set[str] = set()
+        all_ticking = asyncio.Event()
+
+        async def follow(handle: Any) -> None:
+            async for ev in handle.events():
+                seen[handle.run_id].append(ev)
+                if ev.kind == "STREAM":
+                    ticking.add(handle.run_id)
+                    if len(ticking) == len(handles):
+                        all_ticking.set()
+
+        followers = [asyncio.ensure_future(follow(h)) for h in handles]
+        await asyncio.wait_for(all_ticking.wait(), 30)
+        proc.kill()  # SIGKILL: no chance to flush or say goodbye
+        await proc.wait()
+        cut = {run_id: len(evs) for run_id, evs in seen.items()}
+        assert all(n > 0 for n in cut.values())
+        await start()
+        await asyncio.wait_for(asyncio.gather(*followers), 60)
+        for run_id, events in seen.items():
+            assert_exactly_once(events, 12)
+            assert len(events) > cut[run_id]
+            assert await client.handle(run_id).result() == 12
+
+
+async def test_a_run_waiting_for_input_survives_kill_9(server: tuple[Starter, str]) -> None:
+    start, address = server
+    proc = await start()
+    async with WorkflowClient(address, reconnect_attempts=50, reconnect_delay=0.1) as client:
+        handle = await client.start("approval", question="Deploy?", run_id="waiting")
+        async for ev in handle.events():
+            if ev.kind == "INPUT_REQUIRED":
+                break
+        proc.kill()
+        await proc.wait()
+        await start()
+        run = await handle.get()
+        for _ in range(100):
+            if run.status == "WAITING_FOR_INPUT":
+                break
+            await asyncio.sleep(0.02)
+            run = await handle.get()
+        assert run.status == "WAITING_FOR_INPUT"
+        await handle.send_event("HumanResponseEvent", response="yes")
+        assert await handle.result() == {"approved": True, "response": "yes"}
+        events = [e async for e in handle.events()]
+        assert [e.kind for e in events].count("INPUT_REQUIRED") == 1
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_an_answer_acknowledged_before_a_crash_is_kept(
+    server: tuple[Starter, str],
+) -> None:
+    start, address = server
+    proc = await start()
+    async with WorkflowClient(address, reconnect_attempts=50, reconnect_delay=0.1) as client:
+        handle = await client.start("approval", question="Deploy?", run_id="answered")
+        async for ev in handle.events():
+            if ev.kind == "INPUT_REQUIRED":
+                break
+        await handle.send_event("HumanResponseEvent", response="no")
+        proc.kill()
+        await proc.wait()
+        await start()
+        assert await handle.result() == {"approved": False, "response": "no"}
+
+
+async def test_sigterm_leaves_durable_runs_to_the_next_start(
+    server: tuple[Starter, str],
+) -> None:
+    start, address = server
+    proc = await start()
+    async with WorkflowClient(address, reconnect_attempts=50, reconnect_delay=0.1) as client:
+        handle = client.stream("ticker", count=10, interval_ms=80, run_id="graceful")
+        events: list[Event] = []
+        ticking = asyncio.Event()
+
+        async def follow() -> None:
+            async for ev in handle.events():
+                events.append(ev)
+                if ev.kind == "STREAM":
+                    ticking.set()
+
+        follower = asyncio.ensure_future(follow())
+        await asyncio.wait_for(ticking.wait(), 30)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        before = len(events)
+        await start()
+        await asyncio.wait_for(follower, 30)
+        assert len(events) > before
+        assert_exactly_once(events, 10)
+
+
+async def test_a_run_that_is_not_durable_fails_saying_the_server_restarted(
+    server: tuple[Starter, str],
+) -> None:
+    start, address = server
+    proc = await start()
+    async with WorkflowClient(address, reconnect_attempts=50, reconnect_delay=0.1) as client:
+        handle = await client.start("forgetful", seconds=30, run_id="forgetful")
+        proc.kill()
+        await proc.wait()
+        await start()
+        run = await handle.get()
+        assert run.status == "FAILED"
+        assert run.error is not None
+        assert run.error.type == "ServerRestartedError"
+        assert "restarted" in run.error.message
