@@ -15,12 +15,40 @@ class Config:
     store: str = "sqlite:///data/runs.db"
     max_concurrent_runs: int = 50_000
     default_timeout: float | None = None
+    retention: float | None = 7 * 86400.0
+    max_ended_runs: int | None = 100_000
+    prune_interval: float = 60.0
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"WORKFLOW_{name}", default)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(value: str) -> float | None:
+    """'7d', '12h', '30m', '45s' or plain seconds; '0' or 'none' for no limit."""
+    text = value.strip().lower()
+    if text in ("", "0", "none", "off"):
+        return None
+    unit = _UNITS.get(text[-1])
+    try:
+        seconds = float(text[:-1]) * unit if unit else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: use e.g. 7d, 12h, 30m or 45s") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be positive")
+    return seconds
+
+
+def _limit(value: str) -> int | None:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return n or None
 
 
 def _positive(value: str) -> float:
@@ -64,6 +92,24 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="seconds a run may take when its request sets no timeout (default: no limit)",
     )
     p.add_argument(
+        "--retention",
+        type=duration,
+        default=duration(_env("RETENTION", "7d")),
+        help="how long ended runs and their events are kept, e.g. 7d, 12h ('none': forever)",
+    )
+    p.add_argument(
+        "--max-ended-runs",
+        type=_limit,
+        default=_limit(_env("MAX_ENDED_RUNS", str(d.max_ended_runs))),
+        help="most ended runs kept; the oldest go first (0: no limit)",
+    )
+    p.add_argument(
+        "--prune-interval",
+        type=_positive,
+        default=float(_env("PRUNE_INTERVAL", str(d.prune_interval))),
+        help="seconds between passes that delete runs past --retention/--max-ended-runs",
+    )
+    p.add_argument(
         "--shutdown-grace",
         type=float,
         default=float(_env("SHUTDOWN_GRACE", str(d.shutdown_grace))),
@@ -78,6 +124,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         store=a.store,
         max_concurrent_runs=a.max_concurrent_runs,
         default_timeout=a.default_timeout,
+        retention=a.retention,
+        max_ended_runs=a.max_ended_runs,
+        prune_interval=a.prune_interval,
         shutdown_grace=a.shutdown_grace,
         log_level=a.log_level.upper(),
     )

@@ -262,13 +262,18 @@ class RunManager:
         *,
         max_concurrent_runs: int = 50_000,
         default_timeout: float | None = None,
+        retention: float | None = None,
+        max_ended_runs: int | None = None,
     ) -> None:
         self.workflows = workflows
         self.store = store
         self.max_concurrent_runs = max_concurrent_runs
         self.default_timeout = default_timeout
+        self.retention = retention
+        self.max_ended_runs = max_ended_runs
         self.active: dict[str, ActiveRun] = {}
         self.accepting = True
+        self._pruner: asyncio.Task[None] | None = None
 
     # ---- starting -------------------------------------------------------------------------
 
@@ -485,11 +490,44 @@ class RunManager:
             retain_stream=False,
         )
 
+    # ---- retention --------------------------------------------------------------------------
+
+    def start_pruning(self, interval: float) -> None:
+        if self.retention is not None or self.max_ended_runs is not None:
+            self._pruner = asyncio.get_running_loop().create_task(self._prune_forever(interval))
+
+    async def _prune_forever(self, interval: float) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("event=prune_failed")
+            await asyncio.sleep(interval)
+
+    async def prune(self, batch: int = 500) -> int:
+        """Delete ended runs past the retention age or count, a small batch at a time so
+        requests keep flowing in between."""
+        gone = 0
+        while True:
+            cutoff = None
+            if self.retention is not None:
+                cutoff = time.time_ns() - int(self.retention * 1e9)
+            n = await self.store.prune(cutoff, self.max_ended_runs, batch)
+            gone += n
+            if n < batch:
+                break
+            await asyncio.sleep(0)
+        if gone:
+            log.info("event=pruned runs=%d", gone)
+        return gone
+
     # ---- shutdown ---------------------------------------------------------------------------
 
     async def shutdown(self, grace: float) -> None:
         """Take no new runs, let running ones finish within ``grace``, then cancel the rest."""
         self.accepting = False
+        if self._pruner is not None:
+            self._pruner.cancel()
         pending = [a.done for a in self.active.values()]
         if pending:
             log.info("event=draining runs=%d grace_s=%g", len(pending), grace)

@@ -57,6 +57,9 @@ class WorkflowServer:
         store: Store | None = None,
         max_concurrent_runs: int = 50_000,
         default_timeout: float | None = None,
+        retention: float | None = None,
+        max_ended_runs: int | None = None,
+        prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
     ) -> None:
         self.manager = RunManager(
@@ -64,7 +67,10 @@ class WorkflowServer:
             store or MemoryStore(),
             max_concurrent_runs=max_concurrent_runs,
             default_timeout=default_timeout,
+            retention=retention,
+            max_ended_runs=max_ended_runs,
         )
+        self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
         self.server = grpc.aio.server(options=SERVER_OPTIONS)
         pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
@@ -86,6 +92,7 @@ class WorkflowServer:
             raise OSError(f"cannot listen on {host}:{port}")
         await self.manager.recover()
         await self.server.start()
+        self.manager.start_pruning(self.prune_interval)
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return bound
@@ -121,6 +128,9 @@ async def serve(config: Config) -> None:
         store=open_store(config.store),
         max_concurrent_runs=config.max_concurrent_runs,
         default_timeout=config.default_timeout,
+        retention=config.retention,
+        max_ended_runs=config.max_ended_runs,
+        prune_interval=config.prune_interval,
         shutdown_grace=config.shutdown_grace,
     )
     port = await server.start(config.host, config.port)

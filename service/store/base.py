@@ -79,6 +79,12 @@ class Store(ABC):
         return []
 
     @abstractmethod
+    async def prune(self, ended_before_ns: int | None, keep_ended: int | None, limit: int) -> int:
+        """Delete up to ``limit`` ended runs with their events: those that ended before
+        ``ended_before_ns``, and the oldest beyond the newest ``keep_ended``. Returns how
+        many went; callers repeat while it returns ``limit``."""
+
+    @abstractmethod
     def interrupt_followers(self, error: Exception) -> None:
         """End every ``follow`` in progress with ``error`` (the server is going away)."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 
 from .._pb import workflow_pb2 as pb
@@ -30,6 +32,7 @@ class MemoryStore(Store):
         self._logs: dict[str, _Log] = {}
         self._ordinal = 0
         self._interrupted: Exception | None = None
+        self._ended: deque[tuple[int, str]] = deque()  # (ended at, run_id), oldest first
 
     async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
         existing = self._runs.get(run.run_id)
@@ -75,8 +78,23 @@ class MemoryStore(Store):
         log.events.append(event)
         if terminal:
             log.closed = True
+            self._ended.append((time.time_ns(), event.run_id))
         if log.waiters:
             log.wake()
+
+    async def prune(self, ended_before_ns: int | None, keep_ended: int | None, limit: int) -> int:
+        gone = 0
+        while self._ended and gone < limit:
+            ended_at, run_id = self._ended[0]
+            too_old = ended_before_ns is not None and ended_at < ended_before_ns
+            too_many = keep_ended is not None and len(self._ended) > keep_ended
+            if not (too_old or too_many):
+                break
+            self._ended.popleft()
+            self._runs.pop(run_id, None)
+            self._logs.pop(run_id, None)
+            gone += 1
+        return gone
 
     async def close(self) -> None:
         pass

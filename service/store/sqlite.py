@@ -308,6 +308,39 @@ class SqliteStore(Store):
             self._logs[u.stored.run.run_id] = _Log(u.last_sequence)
         return found
 
+    async def prune(self, ended_before_ns: int | None, keep_ended: int | None, limit: int) -> int:
+        def pick(c: sqlite3.Connection) -> list[str]:
+            ids: list[str] = []
+            if ended_before_ns is not None:
+                ids += [
+                    r[0]
+                    for r in c.execute(
+                        "SELECT run_id FROM runs WHERE ended_ns IS NOT NULL AND ended_ns < ? "
+                        "ORDER BY ended_ns LIMIT ?",
+                        (ended_before_ns, limit),
+                    )
+                ]
+            if keep_ended is not None and len(ids) < limit:
+                ended = c.execute("SELECT COUNT(*) FROM runs WHERE ended_ns IS NOT NULL")
+                extra = ended.fetchone()[0] - keep_ended - len(ids)
+                if extra > 0:
+                    ids += [
+                        r[0]
+                        for r in c.execute(
+                            "SELECT run_id FROM runs WHERE ended_ns IS NOT NULL "
+                            "ORDER BY ended_ns LIMIT ? OFFSET ?",
+                            (min(extra, limit - len(ids)), len(ids)),
+                        )
+                    ]
+            return ids
+
+        await self.sync()
+        ids = [i for i in await self._read(pick) if i not in self._live]
+        if ids:
+            self._queue.put(("delete", ids))
+            await self.sync()
+        return len(ids)
+
     def interrupt_followers(self, error: Exception) -> None:
         self._interrupted = error
         for log_ in self._logs.values():
@@ -414,6 +447,10 @@ class SqliteStore(Store):
                         checkpoints[op[1]] = op[2]
                     elif kind == "barrier":
                         barriers.append(op[1])
+                    elif kind == "delete":
+                        gone = [(run_id,) for run_id in op[1]]
+                        conn.executemany("DELETE FROM events WHERE run_id = ?", gone)
+                        conn.executemany("DELETE FROM runs WHERE run_id = ?", gone)
                 conn.executemany(
                     "UPDATE runs SET checkpoint = ? WHERE run_id = ?",
                     [(text, run_id) for run_id, text in checkpoints.items()],
