@@ -18,6 +18,7 @@ from engine import (
     StopEvent,
     Workflow,
     WorkflowCancelledError,
+    WorkflowHandler,
     WorkflowTimeoutError,
     step,
 )
@@ -364,3 +365,25 @@ async def test_retry_policy_elapsed_time_counts_from_the_first_attempt(
     assert first >= 0.019
     # Two 20 ms attempts and a 50 ms delay have passed by the second failure.
     assert second >= first + 0.06, ELAPSED.elapsed
+
+
+class CheckpointingListener(RunListener):
+    """Takes a checkpoint whenever a step completes, as a durable host does."""
+
+    def __init__(self) -> None:
+        self.checkpoints: list[tuple[str, dict[str, Any]]] = []
+
+    def step_completed(self, run: WorkflowHandler, step: str, invocation: int) -> None:
+        self.checkpoints.append((step, run.ctx.to_dict()))
+
+
+async def test_step_completed_comes_after_the_result_is_dispatched() -> None:
+    listener = CheckpointingListener()
+    handler = NarratingWorkflow().start_run(StartEvent(), listener=listener)
+    assert await handler == "fin"
+    first_step, after_first = listener.checkpoints[0]
+    # The first step's returned event already waits, queued or in flight, for the next.
+    assert [w["event"]["type"] for w in after_first["works"]] == ["MidEvent"]
+    assert first_step == "narrate"
+    # The last step's StopEvent ended the run: no checkpoint is taken after it.
+    assert len(listener.checkpoints) == 1
