@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SRC    := engine service examples clients/python tests bench scripts
 ADDRESS ?= 127.0.0.1:50051
 
-.PHONY: install run proto check-proto test lint fmt typecheck bench demo check clean
+.PHONY: install run proto check-proto proto-lint proto-breaking test lint fmt typecheck bench demo check clean
 
 $(PY):
 	$(PY_SYS) -m venv $(VENV)
@@ -32,6 +32,22 @@ check-proto: proto
 	@test -z "$$(git status --porcelain -- service/_pb clients/python/workflow_client/_pb)" || \
 	  { git status --porcelain -- service/_pb clients/python/workflow_client/_pb; \
 	    echo "generated stubs are out of date: run 'make proto' and commit"; exit 1; }
+
+BUF := tools/buf/node_modules/.bin/buf
+
+$(BUF): tools/buf/package.json tools/buf/package-lock.json
+	cd tools/buf && npm ci --silent --no-audit --no-fund
+	touch $(BUF)
+
+# buf lint with the rules in buf.yaml.
+proto-lint: $(BUF)
+	$(BUF) lint
+
+# Fails when protos/ changed, since the previous commit, in a way that breaks clients.
+proto-breaking: $(BUF)
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+	  $(BUF) breaking protos --against '.git#ref=HEAD~1,subdir=protos'; \
+	else echo "proto-breaking: no previous commit to compare with"; fi
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -59,7 +75,7 @@ bench: $(VENV)/.bench-installed
 demo: $(STAMP)
 	$(PY) clients/python/demo.py --address $(ADDRESS)
 
-check: check-proto lint test
+check: check-proto proto-lint proto-breaking lint test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
