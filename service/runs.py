@@ -113,7 +113,7 @@ class ActiveRun(RunListener):
 
     def run_started(self, run: WorkflowHandler, start_event: Event | None) -> None:
         self.run.status = pb.RUN_STATUS_RUNNING
-        if self.resumed:
+        if self.resumed and self.run.last_sequence:
             self.store.update_run(self.run)
             log.info(
                 "event=run_resumed run_id=%s workflow=%s after_sequence=%d",
