@@ -37,6 +37,7 @@ SCHEMA_VERSION = 1
 MAX_BATCH = 5000
 LINGER = 0.001  # seconds a small batch waits for more work before it commits
 PAGE = 256  # events read from the database per page when replaying history
+TAIL = 1024  # committed events of a live run kept in memory for followers keeping up
 
 _ENDED = (
     pb.RUN_STATUS_SUCCEEDED,
@@ -361,13 +362,14 @@ class SqliteStore(Store):
                 log_ = self._logs.get(run_id)
                 if log_ is None:
                     return  # the run is not live and its history is exhausted
-            i = max(after - log_.base, 0)
-            while i < log_.committed:
-                event = log_.events[i]
+            # The tail may be trimmed while we are suspended at a yield: index it afresh.
+            while log_.base <= after < log_.base + log_.committed:
+                event = log_.events[after - log_.base]
                 after = event.sequence
                 yield event
-                i += 1
-            if log_.closed and i >= log_.committed:
+            if after < log_.base:
+                continue  # fell behind the trimmed tail: read on from the database
+            if log_.closed and after >= log_.base + log_.committed:
                 return
             if self._interrupted is not None:
                 raise self._interrupted
@@ -491,6 +493,12 @@ class SqliteStore(Store):
             if log_ is None:
                 continue
             log_.committed = seq - log_.base
+            if log_.committed > 2 * TAIL:
+                # Keep a bounded tail of a long run in memory; older events are read back.
+                drop = log_.committed - TAIL
+                del log_.events[:drop]
+                log_.base += drop
+                log_.committed -= drop
             if terminal:
                 log_.closed = True
                 # Ended and durable: later readers take it from the database.

@@ -107,3 +107,20 @@ async def test_server_refuses_to_start_on_a_corrupt_file(tmp_path: Path) -> None
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode != 0
     assert b"not a readable SQLite database" in err
+
+
+async def test_a_slow_follower_of_a_long_live_run_misses_nothing(tmp_path: Path) -> None:
+    """The store keeps only a tail of a live run in memory; a follower that falls behind it
+    reads the rest back from the database."""
+    served = await restartable(f"sqlite:///{tmp_path}/runs.db")
+    try:
+        run = await served.start("ticker", count=1500, interval_ms=1)
+        seen = []
+        async for event in served.stub.StreamEvents(pb.StreamEventsRequest(run_id=run.run_id)):
+            seen.append(event.sequence)
+            if len(seen) % 500 == 0:
+                await asyncio.sleep(0.5)  # fall behind while the run goes on
+        assert seen == list(range(1, len(seen) + 1))
+        assert len(seen) > 4000
+    finally:
+        await shut(served)
