@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 SRC    := engine service examples clients/python tests bench scripts
 ADDRESS ?= 127.0.0.1:50051
 
-.PHONY: install run proto check-proto proto-lint proto-breaking test lint fmt typecheck bench demo check clean
+.PHONY: install run proto check-proto proto-lint proto-breaking test test-node lint fmt typecheck bench demo check clean
 
 $(PY):
 	$(PY_SYS) -m venv $(VENV)
@@ -51,6 +51,11 @@ proto-breaking: $(BUF)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(MAKE) test-node
+
+# The Node.js client's tests (node --test) against a real server from the virtualenv.
+test-node: $(STAMP)
+	cd clients/node && npm ci --no-audit --no-fund && npm test
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(SRC)
