@@ -13,6 +13,7 @@ import pytest
 from workflow_client import Event, WorkflowClient
 
 ROOT = Path(__file__).resolve().parents[2]
+TICKS = 30  # 1.5 s a run: all 100 are still going when the server is killed
 Starter = Callable[[], Coroutine[Any, Any, asyncio.subprocess.Process]]
 
 
@@ -77,7 +78,7 @@ async def test_kill_9_with_100_runs_in_flight_loses_nothing(
     proc = await start()
     async with WorkflowClient(address, reconnect_attempts=50, reconnect_delay=0.1) as client:
         handles = [
-            client.stream("ticker", count=12, interval_ms=60, run_id=f"crash-{i}")
+            client.stream("ticker", count=TICKS, interval_ms=50, run_id=f"crash-{i}")
             for i in range(100)
         ]
         seen: dict[str, list[Event]] = {h.run_id: [] for h in handles}
@@ -96,14 +97,14 @@ async def test_kill_9_with_100_runs_in_flight_loses_nothing(
         await asyncio.wait_for(all_ticking.wait(), 30)
         proc.kill()  # SIGKILL: no chance to flush or say goodbye
         await proc.wait()
-        cut = {run_id: len(evs) for run_id, evs in seen.items()}
-        assert all(n > 0 for n in cut.values())
+        cut = {run_id: len(evs) for run_id, evs in seen.items() if not evs[-1].terminal}
+        assert len(cut) >= 50  # on a loaded machine a few may have finished already
         await start()
         await asyncio.wait_for(asyncio.gather(*followers), 60)
         for run_id, events in seen.items():
-            assert_exactly_once(events, 12)
-            assert len(events) > cut[run_id]
-            assert await client.handle(run_id).result() == 12
+            assert_exactly_once(events, TICKS)
+            assert await client.handle(run_id).result() == TICKS
+        assert all(len(seen[run_id]) > n for run_id, n in cut.items())
 
 
 async def test_a_run_waiting_for_input_survives_kill_9(server: tuple[Starter, str]) -> None:
