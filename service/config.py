@@ -14,6 +14,7 @@ class Config:
     workflows: str = "examples:WORKFLOWS"
     store: str = "sqlite:///data/runs.db"
     max_concurrent_runs: int = 50_000
+    max_payload_bytes: int = 1024 * 1024
     default_timeout: float | None = None
     retention: float | None = 7 * 86400.0
     max_ended_runs: int | None = 100_000
@@ -84,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=int(_env("MAX_CONCURRENT_RUNS", str(d.max_concurrent_runs))),
         help="runs beyond this are refused with RESOURCE_EXHAUSTED",
     )
+    p.add_argument(
+        "--max-payload-bytes",
+        type=int,
+        default=int(_env("MAX_PAYLOAD_BYTES", str(d.max_payload_bytes))),
+        help="largest run input or sent event data accepted (INVALID_ARGUMENT beyond)",
+    )
     default_timeout = _env("DEFAULT_TIMEOUT", "")
     p.add_argument(
         "--default-timeout",
@@ -123,6 +130,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         workflows=a.workflows,
         store=a.store,
         max_concurrent_runs=a.max_concurrent_runs,
+        max_payload_bytes=a.max_payload_bytes,
         default_timeout=a.default_timeout,
         retention=a.retention,
         max_ended_runs=a.max_ended_runs,

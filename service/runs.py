@@ -12,6 +12,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from google.protobuf.message import Message
+
 from engine import (
     CheckpointError,
     Context,
@@ -264,8 +266,10 @@ class RunManager:
         default_timeout: float | None = None,
         retention: float | None = None,
         max_ended_runs: int | None = None,
+        max_payload_bytes: int = 1024 * 1024,
     ) -> None:
         self.workflows = workflows
+        self.max_payload_bytes = max_payload_bytes
         self.store = store
         self.max_concurrent_runs = max_concurrent_runs
         self.default_timeout = default_timeout
@@ -296,8 +300,18 @@ class RunManager:
             )
         return seconds
 
+    def check_payload(self, field: str, message: Message) -> None:
+        size = message.ByteSize()
+        if size > self.max_payload_bytes:
+            raise InvalidArgumentError(
+                f"{field}: {size} bytes is more than this server accepts "
+                f"({self.max_payload_bytes} bytes, --max-payload-bytes); pass large data "
+                "by reference instead"
+            )
+
     async def start(self, req: pb.RunWorkflowRequest) -> pb.Run:
         wf = self.workflow(req.workflow)
+        self.check_payload("input", req.input)
         timeout = self._timeout(req)
         data = convert.struct_to_dict(req.input)
         fingerprint = req.workflow + "\n" + json.dumps(data, sort_keys=True, separators=(",", ":"))

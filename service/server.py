@@ -59,6 +59,7 @@ class WorkflowServer:
         default_timeout: float | None = None,
         retention: float | None = None,
         max_ended_runs: int | None = None,
+        max_payload_bytes: int = 1024 * 1024,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
     ) -> None:
@@ -69,6 +70,7 @@ class WorkflowServer:
             default_timeout=default_timeout,
             retention=retention,
             max_ended_runs=max_ended_runs,
+            max_payload_bytes=max_payload_bytes,
         )
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
@@ -130,6 +132,7 @@ async def serve(config: Config) -> None:
         default_timeout=config.default_timeout,
         retention=config.retention,
         max_ended_runs=config.max_ended_runs,
+        max_payload_bytes=config.max_payload_bytes,
         prune_interval=config.prune_interval,
         shutdown_grace=config.shutdown_grace,
     )

@@ -78,6 +78,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         async with grpc_errors(context):
             if not request.type:
                 raise InvalidArgumentError("type: the event's class name is required")
+            self.manager.check_payload("data", request.data)
             data = convert.struct_to_dict(request.data)
             run = await self.manager.send_event(request.run_id, request.type, data)
             return pb.SendEventResponse(run=run)

@@ -167,3 +167,11 @@ async def test_bad_input_leaves_the_server_serving(served: Served) -> None:
         pb.RunWorkflowRequest(workflow="echo", input=struct(message="ok"), wait=True)
     )
     assert resp.run.result.string_value == "ok"
+
+
+async def test_oversized_input_is_refused_naming_the_limit(served: Served) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await served.stub.RunWorkflow(req("echo", message="x" * (2 * 1024 * 1024)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input" in info.value.details()
+    assert "max-payload-bytes" in info.value.details()
