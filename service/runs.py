@@ -395,7 +395,7 @@ class RunManager:
         active = self.active.get(run_id)
         if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
             raise RunEndedError(
-                f"run '{run_id}' already ended as {pb.RunStatus.Name(run.status)}; "
+                f"run '{run_id}' already ended as {_status_name(run.status)}; "
                 "only a run that is still going can be cancelled"
             )
         active.handler.cancel_run()
@@ -408,7 +408,7 @@ class RunManager:
         active = self.active.get(run_id)
         if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
             raise RunEndedError(
-                f"run '{run_id}' already ended as {pb.RunStatus.Name(run.status)}; "
+                f"run '{run_id}' already ended as {_status_name(run.status)}; "
                 "it accepts no more events"
             )
         accepted = {t.__name__: t for t in active.handler.workflow.external_event_types()}
@@ -561,6 +561,10 @@ class RunManager:
             ShuttingDownError("the server is restarting and the run will go on after it")
         )
         await self.store.sync()
+
+
+def _status_name(status: int) -> str:
+    return pb.RunStatus.Name(status).removeprefix("RUN_STATUS_")  # type: ignore[arg-type]
 
 
 def _consume_outcome(handler: asyncio.Future[Any]) -> None:

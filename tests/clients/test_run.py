@@ -51,3 +51,21 @@ async def test_200_concurrent_runs_on_one_client(client: WorkflowClient) -> None
     assert results == [3] * n
     # Serially this would take at least n * 3 * 10 ms = 6 s.
     assert elapsed < 2.0, f"{n} concurrent runs took {elapsed:.2f}s"
+
+
+async def test_whole_numbers_come_back_as_int(client: WorkflowClient) -> None:
+    result = await client.run("ticker", count=2, interval_ms=0)
+    assert result == 2
+    assert type(result) is int
+    handle = client.stream("ticker", count=1, interval_ms=0)
+    ticks = [e.data for e in [e async for e in handle.events()] if e.kind == "STREAM"]
+    assert ticks == [{"n": 1, "count": 1}]
+    assert all(type(v) is int for v in ticks[0].values())
+
+
+async def test_input_may_name_fields_that_are_also_options(client: WorkflowClient) -> None:
+    handle = await client.start("echo", input={"message": "m", "timeout": 5})
+    run = await handle.get()
+    assert run.input == {"message": "m", "timeout": 5}  # input, not the run's time limit
+    assert await handle.result() == "m"
+    assert await client.run("echo", input={"message": "a"}, message="b") == "b"

@@ -82,7 +82,7 @@ class WorkflowClient:
     ) -> None:
         self._own_channel = channel is None
         self._channel = channel or grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self._stub = pb_grpc.WorkflowServiceStub(self._channel)
+        self._stub = pb_grpc.WorkflowServiceStub(self._channel)  # the async stub on aio
         self.reconnect_attempts = reconnect_attempts
         self.reconnect_delay = reconnect_delay
 
@@ -97,7 +97,7 @@ class WorkflowClient:
             await self._channel.close()
 
     @property
-    def stub(self) -> pb_grpc.WorkflowServiceStub:
+    def stub(self) -> pb_grpc.WorkflowServiceAsyncStub:
         return self._stub
 
     @staticmethod
@@ -126,14 +126,20 @@ class WorkflowClient:
         run_id: str | None = None,
         timeout: float | timedelta | None = None,
         labels: dict[str, str] | None = None,
-        **input: Any,
+        input: dict[str, Any] | None = None,
+        **fields: Any,
     ) -> Any:
         """Run a workflow to its end and return its result (raises :class:`RunError`).
+
+        The input is ``input`` and/or the keyword arguments; use ``input`` for field names
+        that are also options here (``run_id``, ``timeout``, ``labels``).
 
         The run gets a client-chosen id, so a dropped connection is retried without
         starting a second run.
         """
-        req = self._request(workflow, input, run_id or uuid.uuid4().hex, timeout, labels, True)
+        req = self._request(
+            workflow, {**(input or {}), **fields}, run_id or uuid.uuid4().hex, timeout, labels, True
+        )
         for attempt in range(self.reconnect_attempts + 1):
             try:
                 resp = await self._stub.RunWorkflow(req)
@@ -152,10 +158,11 @@ class WorkflowClient:
         run_id: str | None = None,
         timeout: float | timedelta | None = None,
         labels: dict[str, str] | None = None,
-        **input: Any,
+        input: dict[str, Any] | None = None,
+        **fields: Any,
     ) -> RunHandle:
-        """Start a run and return its handle at once."""
-        req = self._request(workflow, input, run_id, timeout, labels)
+        """Start a run and return its handle at once (input as for :meth:`run`)."""
+        req = self._request(workflow, {**(input or {}), **fields}, run_id, timeout, labels)
         with mapped_errors():
             resp = await self._stub.RunWorkflow(req)
         return RunHandle(self, resp.run.run_id)
@@ -168,11 +175,14 @@ class WorkflowClient:
         run_id: str | None = None,
         timeout: float | timedelta | None = None,
         labels: dict[str, str] | None = None,
-        **input: Any,
+        input: dict[str, Any] | None = None,
+        **fields: Any,
     ) -> RunHandle:
         """A handle whose first ``events()`` call starts the run and streams it in the same
-        call (one round trip, no event can be missed)."""
-        req = self._request(workflow, input, run_id or uuid.uuid4().hex, timeout, labels)
+        call (one round trip, no event can be missed). Input as for :meth:`run`."""
+        req = self._request(
+            workflow, {**(input or {}), **fields}, run_id or uuid.uuid4().hex, timeout, labels
+        )
         return RunHandle(self, req.run_id, start=req)
 
     def handle(self, run_id: str) -> RunHandle:

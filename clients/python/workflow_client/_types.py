@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import json_format
+from google.protobuf import struct_pb2
 
 from ._pb import workflow_pb2 as pb
 
@@ -64,13 +64,35 @@ class WorkflowInfo:
     steps: list[str]
 
 
+def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
+    return {k: value_to_python(v) for k, v in s.fields.items()}
+
+
+def value_to_python(v: struct_pb2.Value) -> Any:
+    """A Value as plain Python. Struct numbers are doubles; whole ones come back as int,
+    as they would from JSON text."""
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        n = v.number_value
+        return int(n) if n.is_integer() and abs(n) < 2**53 else n
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value)
+    if kind == "list_value":
+        return [value_to_python(x) for x in v.list_value.values]
+    return None
+
+
 def run_from_pb(m: pb.Run) -> Run:
     return Run(
         run_id=m.run_id,
         workflow=m.workflow,
         status=pb.RunStatus.Name(m.status).removeprefix("RUN_STATUS_"),
-        input=json_format.MessageToDict(m.input),
-        result=json_format.MessageToDict(m.result) if m.HasField("result") else None,
+        input=struct_to_dict(m.input),
+        result=value_to_python(m.result) if m.HasField("result") else None,
         error=RunErrorInfo(m.error.type, m.error.message, m.error.step)
         if m.HasField("error")
         else None,
@@ -89,7 +111,7 @@ def event_from_pb(m: pb.WorkflowEvent) -> Event:
         kind=pb.EventKind.Name(m.kind).removeprefix("EVENT_KIND_"),
         type=m.type,
         step=m.step,
-        data=json_format.MessageToDict(m.data),
+        data=struct_to_dict(m.data),
         time=m.time.ToDatetime(),
     )
 
@@ -98,7 +120,7 @@ def workflow_from_pb(m: pb.WorkflowInfo) -> WorkflowInfo:
     return WorkflowInfo(
         name=m.name,
         description=m.description,
-        input_schema=json_format.MessageToDict(m.input_schema),
-        accepted_events={e.type: json_format.MessageToDict(e.schema) for e in m.accepted_events},
+        input_schema=struct_to_dict(m.input_schema),
+        accepted_events={e.type: struct_to_dict(e.schema) for e in m.accepted_events},
         steps=list(m.steps),
     )
