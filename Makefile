@@ -49,7 +49,7 @@ proto-breaking: $(BUF)
 	  $(BUF) breaking protos --against '.git#ref=HEAD~1,subdir=protos'; \
 	else echo "proto-breaking: no previous commit to compare with"; fi
 
-test: $(STAMP)
+test: $(STAMP) $(BUF)
 	$(PY) -m pytest -q
 	$(MAKE) test-node
 
