@@ -385,10 +385,11 @@ class RunManager:
     async def wait(self, run_id: str) -> pb.Run:
         """Wait for the run to end without tying its fate to the caller's."""
         active = self.active.get(run_id)
-        if active is not None:
-            await asyncio.shield(active.done)
-            await self.store.sync()  # answer only with what a crash cannot take back
-        return await self.get(run_id)
+        if active is None:
+            return await self.get(run_id)
+        await asyncio.shield(active.done)
+        await self.store.sync()  # answer only with what a crash cannot take back
+        return active.run
 
     async def cancel(self, run_id: str) -> pb.Run:
         run = await self.get(run_id)

@@ -44,6 +44,9 @@ SERVER_OPTIONS = [
     # 1,000 wait (its default); a burst of thousands of starts is normal here.
     ("grpc.server.max_pending_requests", 50_000),
     ("grpc.server.max_pending_requests_hard_limit", 100_000),
+    # ...and silently cancels a call that waited there 30 s (its default); under a burst of
+    # 10,000 starts the loop may take longer than that to accept them all.
+    ("grpc.server_max_unrequested_time_in_server", 600),
 ]
 
 

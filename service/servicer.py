@@ -43,7 +43,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         async with grpc_errors(context):
             run = await self.manager.start(request)
             if request.wait:
-                run = await self.manager.wait(run.run_id)
+                run = await self.manager.wait(run.run_id)  # durable once it answers
+            else:
+                await self.manager.store.sync()  # the run exists once we say so, crash or not
             return pb.RunWorkflowResponse(run=run)
 
     async def StreamEvents(

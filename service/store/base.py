@@ -47,8 +47,8 @@ class Store(ABC):
     @abstractmethod
     async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
         """Insert a new run; returns the run already live under the same run_id instead, if
-        any. Callers look a client-chosen run_id up with ``get_run`` first. Once this
-        returns, the run survives a crash."""
+        any. Callers look a client-chosen run_id up with ``get_run`` first, and call
+        ``sync()`` before they tell anyone the run exists."""
 
     @abstractmethod
     async def get_run(self, run_id: str) -> StoredRun | None: ...

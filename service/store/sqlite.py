@@ -205,7 +205,6 @@ class SqliteStore(Store):
                 run.SerializeToString(),
             )
         )
-        await self.sync()  # the run exists once RunWorkflow says so, crash or not
         return None
 
     async def get_run(self, run_id: str) -> StoredRun | None:
