@@ -74,7 +74,7 @@ $(VENV)/.bench-installed: pyproject.toml $(STAMP)
 	touch $@
 
 bench: $(VENV)/.bench-installed
-	$(PY) bench/engine_bench.py
+	$(PY) bench/engine_bench.py && $(PY) bench/service_bench.py && $(PY) bench/store_bench.py
 
 # The research scenario against a running server (make run in another terminal).
 demo: $(STAMP)

@@ -1,0 +1,174 @@
+#!/usr/bin/env python
+"""Store benchmark: the service's throughput with --store memory against --store sqlite.
+
+Run with ``make bench`` or ``.venv/bin/python bench/store_bench.py [--repeats N]``. For each
+store and repeat, a fresh server process (``python -m service``) and a separate client
+process (this script with ``--client``) run on loopback:
+
+  run_workflow  RunWorkflow(echo, wait=true), 64 calls in flight, 6,400 timed calls: runs/s
+  stream        StreamEvents(start=ticker count=100 interval_ms=0), 64 streams at once,
+                 128 timed streams of ~304 events each: events/s
+
+The table gives the median of the repeats and sqlite as a share of memory (target: 70%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INFLIGHT = 64
+CALLS = 6_400
+STREAMS = 128
+TICKS = 100
+
+
+async def _client(port: int, case: str) -> dict[str, float]:
+    import grpc
+    from google.protobuf import struct_pb2
+
+    from service._pb import workflow_pb2 as pb
+    from service._pb import workflow_pb2_grpc as pb_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        if case == "run_workflow":
+            data = struct_pb2.Struct()
+            data.update({"message": "hi"})
+            req = pb.RunWorkflowRequest(workflow="echo", input=data, wait=True)
+
+            async def worker(n: int) -> None:
+                for _ in range(n):
+                    resp = await stub.RunWorkflow(req)
+                    assert resp.run.status == pb.RUN_STATUS_SUCCEEDED
+
+            await asyncio.gather(*(worker(10) for _ in range(INFLIGHT)))  # warm-up
+            began = time.perf_counter()
+            await asyncio.gather(*(worker(CALLS // INFLIGHT) for _ in range(INFLIGHT)))
+            return {"rate": CALLS / (time.perf_counter() - began), "unit": "runs/s"}
+
+        data = struct_pb2.Struct()
+        data.update({"count": TICKS, "interval_ms": 0})
+        start = pb.RunWorkflowRequest(workflow="ticker", input=data)
+        received = 0
+
+        async def one() -> None:
+            nonlocal received
+            last = 0
+            async for ev in stub.StreamEvents(pb.StreamEventsRequest(start=start)):
+                assert ev.sequence == last + 1
+                last = ev.sequence
+            assert ev.kind == pb.EVENT_KIND_RUN_SUCCEEDED
+            received += last
+
+        async def streams(n: int) -> None:
+            queue = list(range(n))
+
+            async def lane() -> None:
+                while queue:
+                    queue.pop()
+                    await one()
+
+            await asyncio.gather(*(lane() for _ in range(INFLIGHT)))
+
+        await streams(INFLIGHT)  # warm-up
+        received = 0
+        began = time.perf_counter()
+        await streams(STREAMS)
+        return {"rate": received / (time.perf_counter() - began), "unit": "events/s"}
+
+
+def _serve(store: str) -> tuple[subprocess.Popen[bytes], int, str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "--port",
+            "0",
+            "--store",
+            store,
+            "--log-level",
+            "INFO",  # a line per run start and end, as in production; read by a thread
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    while True:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError("the server exited before listening")
+        if m := re.search(rb"event=listening address=[\d.]+:(\d+) .* loop=(\w+)", line):
+            # Keep reading the log so the server never blocks on a full pipe.
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            return proc, int(m.group(1)), m.group(2).decode()
+
+
+def _measure(store: str, case: str) -> tuple[float, str]:
+    proc, port, loop = _serve(store)
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--client", case, "--port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            timeout=600,
+        )
+        return float(json.loads(out.stdout)["rate"]), loop
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--client", choices=["run_workflow", "stream"])
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args()
+    if args.client:
+        sys.path.insert(0, ROOT)
+        print(json.dumps(asyncio.run(_client(args.port, args.client))))
+        return
+
+    cases = {"run_workflow": "runs/s", "stream": "events/s"}
+    results: dict[tuple[str, str], list[float]] = {}
+    loops: set[str] = set()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            for case in cases:
+                for store in ("memory", "sqlite"):
+                    url = "memory" if store == "memory" else f"sqlite:///{tmp}/runs-{i}-{case}.db"
+                    rate, loop = _measure(url, case)
+                    results.setdefault((case, store), []).append(rate)
+                    loops.add(loop)
+    print(
+        f"\nstore benchmark: python {platform.python_version()}, {os.cpu_count()} cores, "
+        f"server loop {'/'.join(sorted(loops))}, median of {args.repeats}"
+    )
+    print(f"{'case':<14}{'store':<8}{'median':>12}  {'unit':<9}{'range':>24}  sqlite/memory")
+    for case, unit in cases.items():
+        memory = statistics.median(results[(case, "memory")])
+        for store in ("memory", "sqlite"):
+            values = results[(case, store)]
+            median = statistics.median(values)
+            ratio = f"{median / memory:.0%}" if store == "sqlite" else ""
+            spread = f"{min(values):,.0f}-{max(values):,.0f}"
+            print(f"{case:<14}{store:<8}{median:>12,.0f}  {unit:<9}{spread:>24}  {ratio}")
+    print("target: sqlite keeps at least 70% of memory's throughput in both cases")
+
+
+if __name__ == "__main__":
+    main()
