@@ -10,11 +10,34 @@ slow subscriber costs no memory beyond the log itself.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from .._pb import workflow_pb2 as pb
+
+
+class RunLog:
+    """One run's events in memory, and the followers waiting for more of them."""
+
+    __slots__ = ("closed", "events", "waiters")
+
+    def __init__(self) -> None:
+        self.events: list[pb.WorkflowEvent] = []
+        self.closed = False  # the terminal event is in
+        self.waiters: list[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        await waiter
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for f in waiters:
+            if not f.done():
+                f.set_result(None)
 
 
 @dataclass(slots=True)

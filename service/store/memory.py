@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 
 from .._pb import workflow_pb2 as pb
-from .base import RunQuery, Store, StoredRun
-
-
-class _Log:
-    __slots__ = ("closed", "events", "waiters")
-
-    def __init__(self) -> None:
-        self.events: list[pb.WorkflowEvent] = []
-        self.closed = False
-        self.waiters: list[asyncio.Future[None]] = []
-
-    def wake(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for f in waiters:
-            if not f.done():
-                f.set_result(None)
+from .base import RunLog, RunQuery, Store, StoredRun
 
 
 class MemoryStore(Store):
     def __init__(self) -> None:
         self._runs: dict[str, StoredRun] = {}
-        self._logs: dict[str, _Log] = {}
+        self._logs: dict[str, RunLog] = {}
         self._ordinal = 0
         self._interrupted: Exception | None = None
         self._ended: deque[tuple[int, str]] = deque()  # (ended at, run_id), oldest first
@@ -40,7 +24,7 @@ class MemoryStore(Store):
             return existing
         self._ordinal += 1
         self._runs[run.run_id] = StoredRun(run, fingerprint, self._ordinal)
-        self._logs[run.run_id] = _Log()
+        self._logs[run.run_id] = RunLog()
         return None
 
     async def get_run(self, run_id: str) -> StoredRun | None:
@@ -111,6 +95,4 @@ class MemoryStore(Store):
                 return
             if self._interrupted is not None:
                 raise self._interrupted
-            waiter = asyncio.get_running_loop().create_future()
-            log.waiters.append(waiter)
-            await waiter
+            await log.wait()

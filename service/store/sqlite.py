@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._pb import workflow_pb2 as pb
-from .base import RunQuery, Store, StoredRun, Unfinished
+from .base import RunLog, RunQuery, Store, StoredRun, Unfinished
 
 log = logging.getLogger("service.store")
 
@@ -144,23 +144,16 @@ def _page_reader(run_id: str, after: int) -> Callable[[sqlite3.Connection], list
     return read
 
 
-class _Log:
-    """The in-memory tail of one live run's log; ``committed`` events are visible."""
+class _Log(RunLog):
+    """A live run's log: only its ``committed`` events are visible, and only a bounded tail
+    of them stays in memory."""
 
-    __slots__ = ("base", "closed", "committed", "events", "waiters")
+    __slots__ = ("base", "committed")
 
     def __init__(self, base: int) -> None:
+        super().__init__()
         self.base = base  # sequence number just before events[0]
-        self.events: list[pb.WorkflowEvent] = []
         self.committed = 0  # how many of events are durable
-        self.closed = False  # the terminal event is among the committed ones
-        self.waiters: list[asyncio.Future[None]] = []
-
-    def wake(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for f in waiters:
-            if not f.done():
-                f.set_result(None)
 
 
 class SqliteStore(Store):
@@ -372,9 +365,7 @@ class SqliteStore(Store):
                 return
             if self._interrupted is not None:
                 raise self._interrupted
-            waiter = self._loop.create_future()
-            log_.waiters.append(waiter)
-            await waiter
+            await log_.wait()
 
     # ---- writing ----------------------------------------------------------------------------
 
