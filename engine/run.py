@@ -79,11 +79,15 @@ class Waiter:
         self.work = work
 
     def matches(self, ev: Event) -> bool:
-        if not isinstance(ev, self.event_type):
-            return False
-        if self.requirements:
-            return all(getattr(ev, k, _MISSING) == v for k, v in self.requirements.items())
-        return True
+        return _matches(ev, self.event_type, self.requirements)
+
+
+def _matches(ev: Event, event_type: type[Event], requirements: dict[str, Any] | None) -> bool:
+    if not isinstance(ev, event_type):
+        return False
+    if requirements:
+        return all(getattr(ev, k, _MISSING) == v for k, v in requirements.items())
+    return True
 
 
 class Run:
@@ -317,9 +321,8 @@ class Run:
     def take_unclaimed(
         self, event_type: type[Event], requirements: dict[str, Any] | None
     ) -> Event | None:
-        probe = Waiter("", event_type, requirements, None, None)  # type: ignore[arg-type]
         for i, ev in enumerate(self.unclaimed):
-            if probe.matches(ev):
+            if _matches(ev, event_type, requirements):
                 return self.unclaimed.pop(i)
         return None
 

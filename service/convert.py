@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from pydantic_core import to_jsonable_python
 
-from engine import Event, RunStatus
+from engine import RunStatus
 
 from ._pb import workflow_pb2 as pb
 
@@ -69,14 +69,6 @@ def _value(v: struct_pb2.Value) -> Any:
     if kind == "list_value":
         return [_value(x) for x in v.list_value.values]
     return None
-
-
-def value_to_python(v: struct_pb2.Value) -> Any:
-    return json_format.MessageToDict(v)
-
-
-def event_data(ev: Event) -> struct_pb2.Struct:
-    return to_struct(ev.model_dump(mode="json", fallback=repr))
 
 
 def now() -> timestamp_pb2.Timestamp:
