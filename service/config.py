@@ -6,6 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from .concurrency import CONCURRENCY_KEY_LABEL, Overflow
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -15,6 +17,8 @@ class Config:
     store: str = "sqlite:///data/runs.db"
     max_concurrent_runs: int = 50_000
     max_payload_bytes: int = 1024 * 1024
+    max_runs_per_key: int | None = None
+    key_overflow: Overflow = Overflow.QUEUE
     default_timeout: float | None = None
     retention: float | None = 7 * 86400.0
     max_ended_runs: int | None = 100_000
@@ -91,6 +95,20 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=int(_env("MAX_PAYLOAD_BYTES", str(d.max_payload_bytes))),
         help="largest run input or sent event data accepted (INVALID_ARGUMENT beyond)",
     )
+    p.add_argument(
+        "--max-runs-per-key",
+        type=_limit,
+        default=_limit(_env("MAX_RUNS_PER_KEY", "0")),
+        help=f"most running runs that share a '{CONCURRENCY_KEY_LABEL}' label (0: no limit)",
+    )
+    p.add_argument(
+        "--key-overflow",
+        type=Overflow,
+        choices=list(Overflow),
+        default=Overflow(_env("KEY_OVERFLOW", d.key_overflow.value)),
+        help="a run over its key's limit: 'queue' (waits, PENDING, in arrival order) or "
+        "'reject' (RESOURCE_EXHAUSTED)",
+    )
     default_timeout = _env("DEFAULT_TIMEOUT", "")
     p.add_argument(
         "--default-timeout",
@@ -131,6 +149,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         store=a.store,
         max_concurrent_runs=a.max_concurrent_runs,
         max_payload_bytes=a.max_payload_bytes,
+        max_runs_per_key=a.max_runs_per_key,
+        key_overflow=a.key_overflow,
         default_timeout=a.default_timeout,
         retention=a.retention,
         max_ended_runs=a.max_ended_runs,

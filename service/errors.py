@@ -54,6 +54,10 @@ class TooManyRunsError(ServiceError):
     """Admission control: the server is running as many runs as it may."""
 
 
+class KeyBusyError(TooManyRunsError):
+    """Every slot of the run's concurrency_key is taken and the server refuses extra runs."""
+
+
 class ShuttingDownError(ServiceError):
     """The server is stopping and takes no new runs."""
 

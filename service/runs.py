@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from google.protobuf.message import Message
@@ -21,6 +21,7 @@ from engine import (
     InputRequiredEvent,
     RunListener,
     RunStatus,
+    StartEvent,
     StopEvent,
     Workflow,
     WorkflowHandler,
@@ -29,8 +30,10 @@ from engine.events import build_event
 
 from . import convert
 from ._pb import workflow_pb2 as pb
+from .concurrency import CONCURRENCY_KEY_LABEL, KeyLimiter, Overflow
 from .errors import (
     InvalidArgumentError,
+    KeyBusyError,
     RunAlreadyExistsError,
     RunEndedError,
     RunNotFoundError,
@@ -57,10 +60,13 @@ class ActiveRun(RunListener):
         "done",
         "handler",
         "input",
+        "key",
         "manager",
+        "queued",
         "resumed",
         "run",
         "seen",
+        "slot",
         "store",
     )
 
@@ -85,6 +91,10 @@ class ActiveRun(RunListener):
         self.seen = seen or None
         self.checkpoint_due = False
         self.detached = False  # left to be resumed by the next server; record nothing more
+        self.key: str | None = None  # the concurrency_key whose slot it holds or waits for
+        self.slot = False  # holds one of its key's slots
+        # While it waits for a slot of its key: the events sent to it, delivered on start.
+        self.queued: list[tuple[str, dict[str, Any]]] | None = None
 
     def _emit(
         self,
@@ -239,19 +249,23 @@ class ActiveRun(RunListener):
 
     def abandon(self, reason: str) -> None:
         """End a run that cannot be resumed as FAILED, saying why."""
-        record = self.run
-        record.status = pb.RUN_STATUS_FAILED
-        record.ended_at.CopyFrom(convert.now())
-        record.error.CopyFrom(pb.RunError(type="ServerRestartedError", message=reason))
-        data = {"type": "ServerRestartedError", "message": reason, "step": ""}
-        self._emit(pb.EVENT_KIND_RUN_FAILED, "ServerRestartedError", None, data, terminal=True)
-        self._release()
+        self.end_unstarted(RunStatus.FAILED, "ServerRestartedError", reason)
         log.warning(
             "event=run_abandoned run_id=%s workflow=%s reason=%s",
-            record.run_id,
-            record.workflow,
+            self.run.run_id,
+            self.run.workflow,
             json.dumps(reason),
         )
+
+    def end_unstarted(self, status: RunStatus, error_type: str, reason: str) -> None:
+        """End a run the engine is not running (queued, or not resumable) with ``status``."""
+        record = self.run
+        record.status = convert.STATUS_TO_PB[status]
+        record.ended_at.CopyFrom(convert.now())
+        record.error.CopyFrom(pb.RunError(type=error_type, message=reason))
+        data = {"type": error_type, "message": reason, "step": ""}
+        self._emit(convert.TERMINAL_KIND[status], error_type, None, data, terminal=True)
+        self._release()
 
 
 class RunManager:
@@ -267,6 +281,8 @@ class RunManager:
         retention: float | None = None,
         max_ended_runs: int | None = None,
         max_payload_bytes: int = 1024 * 1024,
+        max_runs_per_key: int | None = None,
+        key_overflow: Overflow = Overflow.QUEUE,
     ) -> None:
         self.workflows = workflows
         self.max_payload_bytes = max_payload_bytes
@@ -276,6 +292,11 @@ class RunManager:
         self.retention = retention
         self.max_ended_runs = max_ended_runs
         self.active: dict[str, ActiveRun] = {}
+        # Runs sharing a concurrency_key label: at most max_runs_per_key of them running.
+        self.keys: KeyLimiter[ActiveRun] | None = (
+            KeyLimiter(max_runs_per_key) if max_runs_per_key else None
+        )
+        self.key_overflow = Overflow(key_overflow)
         self.accepting = True
         self._pruner: asyncio.Task[None] | None = None
 
@@ -332,6 +353,13 @@ class RunManager:
                 "runs; retry later"
             )
         start_event = wf.build_start_event(data)
+        key = self._concurrency_key(req.labels)
+        slot = key is not None and self.keys is not None and self.keys.try_acquire(key)
+        if key is not None and not slot and self.key_overflow is Overflow.REJECT:
+            raise KeyBusyError(
+                f"labels.{CONCURRENCY_KEY_LABEL}: '{key}' already has its maximum of "
+                f"{self.keys.limit if self.keys else 0} running runs; retry later"
+            )
         run = pb.Run(
             run_id=req.run_id or uuid.uuid4().hex,
             workflow=req.workflow,
@@ -342,13 +370,55 @@ class RunManager:
         )
         if timeout is not None:
             run.timeout.FromNanoseconds(int(timeout * 1e9))
-        raced = await self.store.insert_run(run, fingerprint)
+        try:
+            raced = await self.store.insert_run(run, fingerprint)
+        except BaseException:
+            if slot and key is not None:
+                self._pass_slot(key)
+            raise
         if raced is not None:
+            if slot and key is not None:
+                self._pass_slot(key)
             return self._same_run(raced, fingerprint)
         active = ActiveRun(self, run, data)
+        active.key = key
         self.active[run.run_id] = active
+        if key is None or slot:
+            active.slot = slot
+            self._launch(active, wf, start_event, None, timeout)
+        else:
+            assert self.keys is not None
+            active.queued = []
+            ahead = self.keys.wait(key, active)
+            log.info(
+                "event=run_queued run_id=%s workflow=%s concurrency_key=%s ahead=%d",
+                run.run_id,
+                run.workflow,
+                json.dumps(key),
+                ahead,
+            )
+        return run
+
+    def _concurrency_key(self, labels: Mapping[str, str]) -> str | None:
+        """The run's concurrency_key, when per-key limits are on and it has one."""
+        if self.keys is None:
+            return None
+        return labels.get(CONCURRENCY_KEY_LABEL) or None
+
+    def _launch(
+        self,
+        active: ActiveRun,
+        wf: Workflow,
+        start_event: StartEvent | None,
+        ctx: Context | None,
+        timeout: float | None,
+    ) -> None:
+        """Hand the run to the engine, with the events sent to it while it waited."""
+        pending, active.queued = active.queued, None
+        run = active.run
         active.handler = wf.start_run(
             start_event,
+            ctx=ctx,
             run_id=run.run_id,
             listener=active,
             timeout=timeout,
@@ -357,7 +427,27 @@ class RunManager:
         # The listener hears how the run ended; reading the outcome here keeps asyncio from
         # logging a failed run's error as "never retrieved".
         active.handler.add_done_callback(_consume_outcome)
-        return run
+        if pending:
+            accepted = {t.__name__: t for t in wf.external_event_types()}
+            for type_name, data in pending:
+                active.handler.ctx.send_event(build_event(accepted[type_name], data))
+            if self.store.durable:
+                active.save_checkpoint()
+
+    def _pass_slot(self, key: str) -> None:
+        """A slot of ``key`` came free: start the run that waited longest for it."""
+        assert self.keys is not None
+        nxt = self.keys.release(key)
+        if nxt is None:
+            return
+        nxt.slot = True
+        run = nxt.run
+        wf = self.workflows[run.workflow]
+        try:
+            self._launch(nxt, wf, wf.build_start_event(nxt.input), None, _stored_timeout(run))
+        except Exception as e:
+            log.exception("event=queued_run_failed_to_start run_id=%s", run.run_id)
+            nxt.end_unstarted(RunStatus.FAILED, type(e).__name__, f"the run could not start: {e}")
 
     @staticmethod
     def _same_run(existing: StoredRun, fingerprint: str) -> pb.Run:
@@ -371,6 +461,9 @@ class RunManager:
 
     def ended(self, active: ActiveRun) -> None:
         self.active.pop(active.run.run_id, None)
+        if active.slot and active.key is not None:
+            active.slot = False
+            self._pass_slot(active.key)
 
     # ---- reading and control ----------------------------------------------------------------
 
@@ -394,6 +487,18 @@ class RunManager:
     async def cancel(self, run_id: str) -> pb.Run:
         run = await self.get(run_id)
         active = self.active.get(run_id)
+        if active is not None and active.queued is not None and active.key is not None:
+            # Still waiting for a slot of its key: it leaves the queue and never starts.
+            assert self.keys is not None
+            self.keys.remove(active.key, active)
+            active.end_unstarted(
+                RunStatus.CANCELLED,
+                "WorkflowCancelledError",
+                "the run was cancelled while it waited for a slot of "
+                f"{CONCURRENCY_KEY_LABEL} '{active.key}'",
+            )
+            await self.store.sync()
+            return active.run
         if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
             raise RunEndedError(
                 f"run '{run_id}' already ended as {_status_name(run.status)}; "
@@ -407,12 +512,14 @@ class RunManager:
     async def send_event(self, run_id: str, type_name: str, data: dict[str, Any]) -> pb.Run:
         run = await self.get(run_id)
         active = self.active.get(run_id)
-        if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
+        going = active is not None and (active.handler is not None or active.queued is not None)
+        if run.status in convert.ENDED_STATUSES or active is None or not going:
             raise RunEndedError(
                 f"run '{run_id}' already ended as {_status_name(run.status)}; "
                 "it accepts no more events"
             )
-        accepted = {t.__name__: t for t in active.handler.workflow.external_event_types()}
+        wf = self.workflows[run.workflow]
+        accepted = {t.__name__: t for t in wf.external_event_types()}
         cls = accepted.get(type_name)
         if cls is None:
             names = ", ".join(sorted(accepted)) or "none"
@@ -420,7 +527,16 @@ class RunManager:
                 f"type: workflow '{run.workflow}' accepts no event '{type_name}' from outside "
                 f"(it accepts: {names})"
             )
-        active.handler.ctx.send_event(build_event(cls, data))
+        event = build_event(cls, data)
+        if active.queued is not None:
+            # Not started yet (it waits for a slot of its key): kept for when it starts.
+            active.queued.append((type_name, data))
+            if self.store.durable:
+                self.store.save_checkpoint(run_id, _queued_checkpoint(active.queued))
+                await self.store.sync()
+            return run
+        assert active.handler is not None
+        active.handler.ctx.send_event(event)
         if self.store.durable:
             # Acknowledge only once the event is in a checkpoint: it must survive a crash.
             active.save_checkpoint()
@@ -458,8 +574,14 @@ class RunManager:
     # ---- resuming after a restart ---------------------------------------------------------
 
     async def recover(self) -> None:
-        """Resume every run the store says was going; end the ones that cannot go on."""
-        for u in await self.store.unfinished_runs():
+        """Resume every run the store says was going; end the ones that cannot go on.
+
+        Runs that had started take their key's slots first, whatever the limit; runs that
+        were waiting for a slot wait again, in the order they arrived."""
+        unfinished = await self.store.unfinished_runs()
+        began = [u for u in unfinished if u.stored.run.status != pb.RUN_STATUS_PENDING]
+        waiting = [u for u in unfinished if u.stored.run.status == pb.RUN_STATUS_PENDING]
+        for u in began + waiting:
             run = u.stored.run
             active = ActiveRun(
                 self, run, convert.struct_to_dict(run.input), resumed=True, seen=u.stream_keys
@@ -477,33 +599,35 @@ class RunManager:
                     f"'{run.workflow}' is not durable (durable=False), so it was not resumed"
                 )
                 continue
+            checkpoint = u.checkpoint
+            queued = _queued_events(checkpoint)
+            if queued is not None:
+                checkpoint = None
+            active.queued = queued
+            active.key = key = self._concurrency_key(run.labels)
+            if key is not None:
+                assert self.keys is not None
+                if run.status != pb.RUN_STATUS_PENDING:
+                    self.keys.force_acquire(key)
+                elif not self.keys.try_acquire(key):
+                    active.queued = queued or []
+                    self.keys.wait(key, active)
+                    continue
+                active.slot = True
             try:
-                active.handler = self._resume(wf, active, u.checkpoint)
+                self._resume(wf, active, checkpoint)
             except Exception as e:
                 active.abandon(f"the server restarted and could not resume the run: {e}")
-                continue
-            active.handler.add_done_callback(_consume_outcome)
 
-    def _resume(self, wf: Workflow, active: ActiveRun, checkpoint: str | None) -> WorkflowHandler:
+    def _resume(self, wf: Workflow, active: ActiveRun, checkpoint: str | None) -> None:
         run = active.run
-        timeout: float | None = None
-        if run.HasField("timeout"):
-            began = run.started_at.ToNanoseconds() if run.HasField("started_at") else 0
-            elapsed = (time.time_ns() - began) / 1e9 if began else 0.0
-            timeout = max(run.timeout.ToNanoseconds() / 1e9 - elapsed, 0.001)
+        timeout = _stored_timeout(run)
         if checkpoint:
             ctx = Context.from_dict(wf, json.loads(checkpoint))
-            return wf.start_run(
-                ctx=ctx, run_id=run.run_id, listener=active, timeout=timeout, retain_stream=False
-            )
-        # It never completed a step: start it again; invocation numbers come out the same.
-        return wf.start_run(
-            wf.build_start_event(active.input),
-            run_id=run.run_id,
-            listener=active,
-            timeout=timeout,
-            retain_stream=False,
-        )
+            self._launch(active, wf, None, ctx, timeout)
+        else:
+            # It never completed a step: start it again; invocation numbers come out the same.
+            self._launch(active, wf, wf.build_start_event(active.input), None, timeout)
 
     # ---- retention --------------------------------------------------------------------------
 
@@ -547,9 +671,13 @@ class RunManager:
         if pending:
             log.info("event=draining runs=%d grace_s=%g", len(pending), grace)
             await asyncio.wait(pending, timeout=grace)
+        if self.keys is not None:
+            self.keys.waiting.clear()  # no queued run starts from here on
         rest = list(self.active.values())
         for active in rest:
             if active.handler is None:
+                if active.queued is not None:
+                    self._stop_queued(active)
                 continue
             if self.store.durable and type(active.handler.workflow).durable:
                 # Leave it to the next start, from its last checkpoint.
@@ -562,6 +690,40 @@ class RunManager:
             ShuttingDownError("the server is restarting and the run will go on after it")
         )
         await self.store.sync()
+
+    def _stop_queued(self, active: ActiveRun) -> None:
+        """At shutdown, a run still waiting for a slot: kept for the next start if it can be,
+        otherwise cancelled."""
+        if self.store.durable and type(self.workflows[active.run.workflow]).durable:
+            active.detached = True  # stays PENDING in the store, queued events with it
+            active._release()
+        else:
+            active.end_unstarted(
+                RunStatus.CANCELLED,
+                "WorkflowCancelledError",
+                "the server shut down before the run got a slot of its "
+                f"{CONCURRENCY_KEY_LABEL} '{active.key}'",
+            )
+
+
+def _stored_timeout(run: pb.Run) -> float | None:
+    """What is left of the run's timeout; queued time does not count."""
+    if not run.HasField("timeout"):
+        return None
+    began = run.started_at.ToNanoseconds() if run.HasField("started_at") else 0
+    elapsed = (time.time_ns() - began) / 1e9 if began else 0.0
+    return max(run.timeout.ToNanoseconds() / 1e9 - elapsed, 0.001)
+
+
+def _queued_checkpoint(events: list[tuple[str, dict[str, Any]]]) -> str:
+    """What a run that waits for a slot keeps in its checkpoint: the events sent to it."""
+    return json.dumps({"queued": [[t, d] for t, d in events]}, separators=(",", ":"))
+
+
+def _queued_events(checkpoint: str | None) -> list[tuple[str, dict[str, Any]]] | None:
+    if not checkpoint or not checkpoint.startswith('{"queued"'):
+        return None
+    return [(t, d) for t, d in json.loads(checkpoint)["queued"]]
 
 
 def _status_name(status: int) -> str:

@@ -19,6 +19,7 @@ from engine import Workflow
 
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
+from .concurrency import Overflow
 from .config import Config, parse_args
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
@@ -63,6 +64,8 @@ class WorkflowServer:
         retention: float | None = None,
         max_ended_runs: int | None = None,
         max_payload_bytes: int = 1024 * 1024,
+        max_runs_per_key: int | None = None,
+        key_overflow: Overflow = Overflow.QUEUE,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
     ) -> None:
@@ -74,6 +77,8 @@ class WorkflowServer:
             retention=retention,
             max_ended_runs=max_ended_runs,
             max_payload_bytes=max_payload_bytes,
+            max_runs_per_key=max_runs_per_key,
+            key_overflow=key_overflow,
         )
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
@@ -136,6 +141,8 @@ async def serve(config: Config) -> None:
         retention=config.retention,
         max_ended_runs=config.max_ended_runs,
         max_payload_bytes=config.max_payload_bytes,
+        max_runs_per_key=config.max_runs_per_key,
+        key_overflow=config.key_overflow,
         prune_interval=config.prune_interval,
         shutdown_grace=config.shutdown_grace,
     )

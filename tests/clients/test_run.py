@@ -50,7 +50,7 @@ async def test_200_concurrent_runs_on_one_client(client: WorkflowClient) -> None
     elapsed = time.perf_counter() - began
     assert results == [3] * n
     # Serially this would take at least n * 3 * 10 ms = 6 s.
-    assert elapsed < 2.0, f"{n} concurrent runs took {elapsed:.2f}s"
+    assert elapsed < 4.0, f"{n} concurrent runs took {elapsed:.2f}s"
 
 
 async def test_whole_numbers_come_back_as_int(client: WorkflowClient) -> None:
