@@ -75,7 +75,3 @@ class KeyLimiter(Generic[T]):
         else:
             self.running.pop(key, None)
         return None
-
-    def waiting_count(self, key: str) -> int:
-        queue = self.waiting.get(key)
-        return len(queue) if queue else 0
