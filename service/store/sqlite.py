@@ -387,67 +387,23 @@ class SqliteStore(Store):
             if first is None:
                 return
             batch = [first]
-            deadline = time.monotonic() + LINGER
+            # Let more work gather, then take it all at once: one sleep rather than polling
+            # keeps this thread from contending for the GIL while the loop produces it.
+            time.sleep(LINGER)
             while len(batch) < MAX_BATCH:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    if len(batch) >= 64 or time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.0002)
-                    continue
+                    break
                 if item is None:
                     self._queue.put(None)  # stop after this batch
                     break
                 batch.append(item)
             committed: dict[str, tuple[int, bool]] = {}
-            checkpoints: dict[str, str] = {}  # only the latest of each run matters
             barriers: list[asyncio.Future[None]] = []
             error: StoreUnavailableError | None = None
             try:
-                conn.execute("BEGIN")
-                for op in batch:
-                    kind = op[0]
-                    if kind == "event":
-                        _, run_id, seq, invocation, idx, blob, terminal = op
-                        conn.execute(
-                            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)",
-                            (run_id, seq, invocation, idx, blob),
-                        )
-                        committed[run_id] = (seq, terminal)
-                    elif kind == "update":
-                        _, run_id, status, ended, blob = op
-                        if ended is None:
-                            conn.execute(
-                                "UPDATE runs SET status = ?, run = ? WHERE run_id = ?",
-                                (status, blob, run_id),
-                            )
-                        else:  # an ended run needs no checkpoint any more
-                            checkpoints.pop(run_id, None)
-                            conn.execute(
-                                "UPDATE runs SET status = ?, ended_ns = ?, run = ?, "
-                                "checkpoint = NULL WHERE run_id = ?",
-                                (status, ended, blob, run_id),
-                            )
-                    elif kind == "insert":
-                        conn.execute(
-                            "INSERT OR IGNORE INTO runs (run_id, ordinal, workflow, status, "
-                            "fingerprint, created_ns, labels, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            op[1:],
-                        )
-                    elif kind == "checkpoint":
-                        checkpoints[op[1]] = op[2]
-                    elif kind == "barrier":
-                        barriers.append(op[1])
-                    elif kind == "delete":
-                        gone = [(run_id,) for run_id in op[1]]
-                        conn.executemany("DELETE FROM events WHERE run_id = ?", gone)
-                        conn.executemany("DELETE FROM runs WHERE run_id = ?", gone)
-                conn.executemany(
-                    "UPDATE runs SET checkpoint = ? WHERE run_id = ?",
-                    [(text, run_id) for run_id, text in checkpoints.items()],
-                )
-                conn.execute("COMMIT")
+                _apply(conn, batch, committed, barriers)
             except sqlite3.Error as e:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -509,3 +465,63 @@ class SqliteStore(Store):
         self._reader.shutdown(wait=True)
         self._write_conn.close()
         self._read_conn.close()
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    batch: list[tuple[Any, ...]],
+    committed: dict[str, tuple[int, bool]],
+    barriers: list[asyncio.Future[None]],
+) -> None:
+    """Write one batch in one transaction, a statement per kind of row: a run's several
+    status updates and checkpoints in a batch come down to its latest one."""
+    deletes: list[tuple[str]] = []
+    inserts: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    updates: dict[str, tuple[Any, ...]] = {}
+    checkpoints: dict[str, str] = {}
+    for op in batch:
+        kind = op[0]
+        if kind == "event":
+            _, run_id, seq, invocation, idx, blob, terminal = op
+            events.append((run_id, seq, invocation, idx, blob))
+            committed[run_id] = (seq, terminal)
+        elif kind == "update":
+            updates[op[1]] = op
+        elif kind == "checkpoint":
+            checkpoints[op[1]] = op[2]
+        elif kind == "insert":
+            inserts.append(op[1:])
+        elif kind == "barrier":
+            barriers.append(op[1])
+        elif kind == "delete":
+            deletes += [(run_id,) for run_id in op[1]]
+    conn.execute("BEGIN")
+    if deletes:
+        conn.executemany("DELETE FROM events WHERE run_id = ?", deletes)
+        conn.executemany("DELETE FROM runs WHERE run_id = ?", deletes)
+    if inserts:
+        conn.executemany(
+            "INSERT OR IGNORE INTO runs (run_id, ordinal, workflow, status, "
+            "fingerprint, created_ns, labels, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            inserts,
+        )
+    if events:
+        conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", events)
+    going = [(st, blob, run_id) for _, run_id, st, end, blob in updates.values() if end is None]
+    ended = [(st, end, blob, run_id) for _, run_id, st, end, blob in updates.values() if end]
+    for _, _, _, run_id in ended:
+        checkpoints.pop(run_id, None)  # an ended run needs no checkpoint any more
+    if going:
+        conn.executemany("UPDATE runs SET status = ?, run = ? WHERE run_id = ?", going)
+    if ended:
+        conn.executemany(
+            "UPDATE runs SET status = ?, ended_ns = ?, run = ?, checkpoint = NULL WHERE run_id = ?",
+            ended,
+        )
+    if checkpoints:
+        conn.executemany(
+            "UPDATE runs SET checkpoint = ? WHERE run_id = ?",
+            [(text, run_id) for run_id, text in checkpoints.items()],
+        )
+    conn.execute("COMMIT")
