@@ -41,8 +41,22 @@ def jsonable(value: Any) -> Any:
 def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     if data:
-        s.update(data)
+        fill_struct(s, data)
     return s
+
+
+def fill_struct(target: struct_pb2.Struct, data: dict[str, Any]) -> None:
+    """``target.update(data)``, with numbers and strings set directly: most event data is
+    flat, and protobuf's general path costs several times more per field."""
+    fields = target.fields
+    for key, value in data.items():
+        kind = type(value)
+        if kind is int or kind is float:
+            fields[key].number_value = value
+        elif kind is str:
+            fields[key].string_value = value
+        else:  # bools, None, nested lists and mappings
+            target.update({key: value})
 
 
 def to_value(value: Any) -> struct_pb2.Value:

@@ -118,7 +118,7 @@ class ActiveRun(RunListener):
             time=convert.now(),
         )
         if data:
-            event.data.update(data)
+            convert.fill_struct(event.data, data)
         if terminal:
             self.store.update_run(run)  # the final record, with its last sequence
         self.store.append_event(event, terminal, key)
