@@ -71,6 +71,17 @@ def _positive(value: str) -> float:
     return seconds
 
 
+class _RefuseSecret(argparse.Action):
+    """An option that exists only to refuse a secret on the command line, where other
+    users can read it, without echoing the value."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kw: object) -> None:
+        parser.error(
+            f"{self.option_strings[0]}: secrets are not accepted on the command line; use "
+            "--auth-tokens-file or the WORKFLOW_AUTH_TOKENS environment variable"
+        )
+
+
 def parse_args(argv: list[str] | None = None) -> Config:
     d = Config()
     p = argparse.ArgumentParser(
@@ -142,6 +153,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="JSON file of the bearer tokens callers must send (see README, Security); "
         "WORKFLOW_AUTH_TOKENS may hold the same document instead",
     )
+    p.add_argument("--auth-tokens", action=_RefuseSecret, help=argparse.SUPPRESS)
     p.add_argument(
         "--insecure",
         action="store_true",
