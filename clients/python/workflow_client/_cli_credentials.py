@@ -31,6 +31,17 @@ class Credentials:
     channel: grpc.ChannelCredentials | None
 
 
+class _RefuseSecret(argparse.Action):
+    """``--token VALUE``: refused without echoing the value (it would otherwise be taken
+    as an abbreviation of --token-file, and the secret shown as a file name)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kw: object) -> None:
+        parser.error(
+            "--token: a token on the command line is visible to other users; use "
+            "--token-file PATH or the WF_TOKEN environment variable"
+        )
+
+
 def add_options(parser: argparse.ArgumentParser, hidden: bool = False) -> None:
     """The options; ``hidden`` adds suppressed copies that only override when given (so
     they are accepted after the command too)."""
@@ -41,6 +52,7 @@ def add_options(parser: argparse.ArgumentParser, hidden: bool = False) -> None:
             kw["help"] = argparse.SUPPRESS
         parser.add_argument(*names, **kw)  # type: ignore[arg-type]
 
+    parser.add_argument("--token", action=_RefuseSecret, help=argparse.SUPPRESS)
     add(
         "--token-file",
         metavar="PATH",
