@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Server, Wf, start_server, stop_server
+from tests.service.test_generic_tools import BUF
 
 from .certs import Certificates
 from .conftest import TOKENS
@@ -138,3 +141,36 @@ def test_wf_refuses_unusable_credential_options(
     assert token_flag.code == 2 and "WF_TOKEN" in token_flag.err
     for r in (missing_file, empty_file, half_pair, token_flag):
         assert TOKENS["admin"].secret not in r.err
+
+
+def test_buf_curl_with_a_token_header_over_mutual_tls(
+    mtls_server: Server, certs: Certificates, tmp_path: Path
+) -> None:
+    """The README's buf curl line: the header from a file, sent to reflection too."""
+    headers = tmp_path / "headers"
+    headers.write_text(f"authorization: Bearer {TOKENS['runner'].secret}\n")
+    base = [
+        str(BUF),
+        "curl",
+        "--protocol",
+        "grpc",
+        "--cacert",
+        str(certs.ca),
+        "--cert",
+        str(certs.client.cert),
+        "--key",
+        str(certs.client.key),
+        "-H",
+        f"@{headers}",
+        "-d",
+        json.dumps({"workflow": "echo", "input": {"message": "buf"}, "wait": True}),
+    ]
+    url = f"https://localhost:{mtls_server.port}/workflow.v1.WorkflowService/RunWorkflow"
+    ok = subprocess.run(
+        [*base, "--reflect-header", "*", url], capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["run"]["result"] == "buf"
+    # Without --reflect-header the reflection call carries no token and is refused.
+    refused = subprocess.run([*base, url], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
