@@ -101,8 +101,11 @@ class _Entry:
 class TokenRegistry:
     """The configured tokens, kept only as SHA-256 digests."""
 
-    def __init__(self, entries: Iterable[tuple[bytes, Principal]]) -> None:
+    def __init__(
+        self, entries: Iterable[tuple[bytes, Principal]], plain_secrets: Iterable[str] = ()
+    ) -> None:
         self._entries = [_Entry(d, p) for d, p in entries]
+        self.plain_secrets = sorted(plain_secrets)  # names of entries given as "token"
 
     @property
     def principals(self) -> list[Principal]:
@@ -167,7 +170,8 @@ class TokenRegistry:
             names.add(principal.name)
             digests[digest] = principal.name
             entries.append((digest, principal))
-        return cls(entries)
+        plain = [e["name"] for e in doc["tokens"] if "token" in e]
+        return cls(entries, plain)
 
 
 _ENTRY_KEYS = {"name", "token", "token_sha256", "scopes", "workflows"}
@@ -243,10 +247,20 @@ def load_tokens(path: str | None, inline: str | None) -> tuple[TokenRegistry, st
     try:
         with open(os.path.expanduser(path), encoding="utf-8") as f:
             text = f.read()
+            mode = os.fstat(f.fileno()).st_mode
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
         raise SecuritySetupError(f"{source}: cannot read it ({reason})") from None
-    return TokenRegistry.parse(text, source), source
+    registry = TokenRegistry.parse(text, source)
+    if registry.plain_secrets and mode & 0o077:
+        log.warning(
+            "event=tokens_file_exposed file=%s mode=%o tokens=%s: other users may read these "
+            "secrets; chmod 600 the file, or list them as token_sha256",
+            path,
+            mode & 0o777,
+            ",".join(registry.plain_secrets),
+        )
+    return registry, source
 
 
 # ---- the caller of the current call ----------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,26 @@ def test_tokens_come_from_a_file_or_the_environment_not_both(tmp_path: Path) -> 
         load_tokens(str(path), token_document())
     with pytest.raises(SecuritySetupError, match=r"tokens\.json: cannot read it"):
         load_tokens(str(tmp_path / "missing" / "tokens.json"), None)
+
+
+def test_a_file_others_can_read_with_plain_secrets_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(token_document())  # "admin" is listed as a plain token
+    hashed_only = tmp_path / "hashed.json"
+    hashed_only.write_text(
+        doc({"name": "a", "token_sha256": DIGEST, "scopes": ["read"]}),
+    )
+    with caplog.at_level(logging.WARNING, logger="service.auth"):
+        for p, mode in [(path, 0o644), (hashed_only, 0o644), (path, 0o600)]:
+            p.chmod(mode)
+            load_tokens(str(p), None)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1
+    assert "event=tokens_file_exposed" in warned[0] and "tokens=admin" in warned[0]
+    assert "mode=644" in warned[0]
+    assert TOKENS["admin"].secret not in warned[0]
 
 
 def test_tokens_are_not_a_command_line_option_nor_in_the_config_repr(

@@ -253,7 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(e))
         return EXIT_RUN_FAILED
     except WorkflowServiceError as e:
-        _error(f"{e.code.name.lower().replace('_', ' ')}: {e.details}")
+        hint = ""
+        if e.code == grpc.StatusCode.UNAUTHENTICATED:
+            hint = " (wf sends the token in --token-file PATH or $WF_TOKEN)"
+        _error(f"{e.code.name.lower().replace('_', ' ')}: {e.details}{hint}")
         return _exit_code(e)
     except commands.WaitInterruptedError as e:
         _error(str(e))
