@@ -77,12 +77,15 @@ class Principal:
         return Scope.ADMIN in self.scopes or scope in self.scopes or scope is Scope.READ
 
     def check(self, scope: Scope, workflow: str | None = None) -> None:
+        """Raise PermissionDeniedError unless the token has ``scope`` and may use
+        ``workflow`` (None or "": no particular workflow; a missing name is the handler's
+        INVALID_ARGUMENT to report)."""
         if not self.allows(scope):
             raise PermissionDeniedError(
                 f"token '{self.name}' lacks the '{scope}' scope this call needs "
                 f"(it has: {', '.join(sorted(self.scopes))})"
             )
-        if workflow is not None and self.workflows is not None and workflow not in self.workflows:
+        if workflow and self.workflows is not None and workflow not in self.workflows:
             raise PermissionDeniedError(
                 f"token '{self.name}' may not use workflow '{workflow}' "
                 f"(it may use: {', '.join(sorted(self.workflows)) or 'none'})"

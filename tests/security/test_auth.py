@@ -216,6 +216,9 @@ async def test_a_workflow_limited_token_touches_only_its_workflows(secured: Secu
     }
     for what, call in denied.items():
         assert await code_of(call) == DENIED, what
+    # A request naming no workflow is a bad request, not a refusal.
+    unnamed = stub.RunWorkflow(pb.RunWorkflowRequest(), metadata=team)
+    assert await code_of(unnamed) == grpc.StatusCode.INVALID_ARGUMENT
     # The other run goes on, untouched.
     run = (await stub.GetRun(pb.GetRunRequest(run_id=other.run_id), metadata=md("admin"))).run
     assert run.status in (pb.RUN_STATUS_PENDING, pb.RUN_STATUS_RUNNING)
