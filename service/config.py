@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .concurrency import CONCURRENCY_KEY_LABEL, Overflow
 
@@ -25,6 +25,14 @@ class Config:
     prune_interval: float = 60.0
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
+    auth_tokens_file: str | None = None
+    # The token document itself, from WORKFLOW_AUTH_TOKENS only: secrets never go on the
+    # command line, where other users can read them, nor into a printed Config.
+    auth_tokens: str | None = field(default=None, repr=False)
+    insecure: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
 
 def _env(name: str, default: str) -> str:
@@ -49,6 +57,10 @@ def duration(value: str) -> float | None:
     return seconds
 
 
+def _flag(name: str) -> bool:
+    return _env(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def _limit(value: str) -> int | None:
     n = int(value)
     if n < 0:
@@ -61,6 +73,17 @@ def _positive(value: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError("must be positive")
     return seconds
+
+
+class _RefuseSecret(argparse.Action):
+    """An option that exists only to refuse a secret on the command line, where other
+    users can read it, without echoing the value."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kw: object) -> None:
+        parser.error(
+            f"{self.option_strings[0]}: secrets are not accepted on the command line; use "
+            "--auth-tokens-file or the WORKFLOW_AUTH_TOKENS environment variable"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -141,6 +164,38 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="seconds running runs get to finish on SIGTERM before they are cancelled",
     )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", d.log_level))
+    p.add_argument(
+        "--auth-tokens-file",
+        default=_env("AUTH_TOKENS_FILE", "") or None,
+        metavar="PATH",
+        help="JSON file of the bearer tokens callers must send (see README, Security); "
+        "WORKFLOW_AUTH_TOKENS may hold the same document instead",
+    )
+    p.add_argument("--auth-tokens", action=_RefuseSecret, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_flag("INSECURE"),
+        help="allow serving a non-loopback --host without authentication",
+    )
+    p.add_argument(
+        "--tls-cert",
+        default=_env("TLS_CERT", "") or None,
+        metavar="PEM",
+        help="server certificate chain; with --tls-key, serve TLS only",
+    )
+    p.add_argument(
+        "--tls-key",
+        default=_env("TLS_KEY", "") or None,
+        metavar="PEM",
+        help="the server certificate's private key",
+    )
+    p.add_argument(
+        "--tls-client-ca",
+        default=_env("TLS_CLIENT_CA", "") or None,
+        metavar="PEM",
+        help="require client certificates signed by these CA certificates (mutual TLS)",
+    )
     a = p.parse_args(argv)
     return Config(
         host=a.host,
@@ -157,4 +212,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         prune_interval=a.prune_interval,
         shutdown_grace=a.shutdown_grace,
         log_level=a.log_level.upper(),
+        auth_tokens_file=a.auth_tokens_file,
+        auth_tokens=_env("AUTH_TOKENS", "") or None,
+        insecure=a.insecure,
+        tls_cert=a.tls_cert,
+        tls_key=a.tls_key,
+        tls_client_ca=a.tls_client_ca,
     )

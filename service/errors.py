@@ -62,6 +62,14 @@ class ShuttingDownError(ServiceError):
     """The server is stopping and takes no new runs."""
 
 
+class UnauthenticatedError(ServiceError):
+    """The call carries no valid token; the message says what to send."""
+
+
+class PermissionDeniedError(ServiceError):
+    """The token is valid but its scopes or workflows do not allow the call."""
+
+
 _STATUS: dict[type[Exception], grpc.StatusCode] = {
     InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
     EventValidationError: grpc.StatusCode.INVALID_ARGUMENT,
@@ -76,6 +84,8 @@ _STATUS: dict[type[Exception], grpc.StatusCode] = {
     TooManyRunsError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ShuttingDownError: grpc.StatusCode.UNAVAILABLE,
     StoreUnavailableError: grpc.StatusCode.UNAVAILABLE,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 

@@ -543,7 +543,10 @@ class RunManager:
             await self.store.sync()
         return run
 
-    async def list_runs(self, req: pb.ListRunsRequest) -> pb.ListRunsResponse:
+    async def list_runs(
+        self, req: pb.ListRunsRequest, workflows: frozenset[str] | None = None
+    ) -> pb.ListRunsResponse:
+        """Runs matching ``req``, of ``workflows`` only when given."""
         if req.page_size < 0:
             raise InvalidArgumentError("page_size: must not be negative")
         if req.workflow and req.workflow not in self.workflows:
@@ -554,6 +557,7 @@ class RunManager:
             labels=dict(req.labels),
             page_size=min(req.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
             before_ordinal=_decode_token(req.page_token) if req.page_token else None,
+            workflows=workflows,
         )
         runs, cursor = await self.store.list_runs(query)
         token = _encode_token(cursor) if cursor is not None else ""

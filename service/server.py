@@ -19,12 +19,15 @@ from engine import Workflow
 
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
+from .auth import AuthInterceptor, TokenRegistry, load_tokens
 from .concurrency import Overflow
 from .config import Config, parse_args
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
+from .security import SecuritySetupError, check_exposure
 from .servicer import WorkflowServicer
 from .store import MemoryStore, Store, StoreError, open_store
+from .tls import server_credentials
 
 log = logging.getLogger("service")
 
@@ -68,6 +71,8 @@ class WorkflowServer:
         key_overflow: Overflow = Overflow.QUEUE,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
+        tokens: TokenRegistry | None = None,
+        tls: grpc.ServerCredentials | None = None,
     ) -> None:
         self.manager = RunManager(
             workflows,
@@ -82,7 +87,11 @@ class WorkflowServer:
         )
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.tls = tls
+        self.server = grpc.aio.server(
+            options=SERVER_OPTIONS,
+            interceptors=[AuthInterceptor(tokens)] if tokens is not None else None,
+        )
         pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -97,7 +106,11 @@ class WorkflowServer:
         self._stopped = asyncio.Event()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        bound = self.server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if self.tls is not None:
+            bound = self.server.add_secure_port(address, self.tls)
+        else:
+            bound = self.server.add_insecure_port(address)
         if bound == 0:
             raise OSError(f"cannot listen on {host}:{port}")
         await self.manager.recover()
@@ -131,8 +144,30 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def _security(
+    config: Config, workflows: dict[str, Workflow]
+) -> tuple[TokenRegistry | None, grpc.ServerCredentials | None]:
+    """Tokens and TLS credentials from the configuration; refuses an exposed, open server."""
+    loaded = load_tokens(config.auth_tokens_file, config.auth_tokens)
+    tokens = None
+    if loaded is not None:
+        tokens, source = loaded
+        tokens.check_workflows(workflows, source)
+    tls = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+    authenticated = tokens is not None or config.tls_client_ca is not None
+    check_exposure(config.host, authenticated=authenticated, insecure=config.insecure)
+    log.info(
+        "event=security auth=%s tokens=%d tls=%s",
+        "tokens" if tokens is not None else "off",
+        len(tokens.principals) if tokens is not None else 0,
+        "mutual" if config.tls_client_ca else "on" if tls is not None else "off",
+    )
+    return tokens, tls
+
+
 async def serve(config: Config) -> None:
     workflows = load_workflows(config.workflows)
+    tokens, tls = _security(config, workflows)
     server = WorkflowServer(
         workflows,
         store=open_store(config.store),
@@ -145,6 +180,8 @@ async def serve(config: Config) -> None:
         key_overflow=config.key_overflow,
         prune_interval=config.prune_interval,
         shutdown_grace=config.shutdown_grace,
+        tokens=tokens,
+        tls=tls,
     )
     port = await server.start(config.host, config.port)
     _tune_gc()
@@ -188,5 +225,5 @@ def main(argv: list[str] | None = None) -> None:
         pass
     try:
         runner(serve(config))
-    except (RegistryError, StoreError) as e:
+    except (RegistryError, StoreError, SecuritySetupError) as e:
         sys.exit(f"workflow-server: {e}")

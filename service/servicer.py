@@ -10,6 +10,7 @@ import grpc
 from . import convert
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
+from .auth import Scope, allowed_workflows, authorize
 from .errors import InvalidArgumentError, grpc_errors
 from .runs import RunManager
 
@@ -41,6 +42,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self, request: pb.RunWorkflowRequest, context: Ctx
     ) -> pb.RunWorkflowResponse:
         async with grpc_errors(context):
+            authorize(Scope.RUN, request.workflow)
             run = await self.manager.start(request)
             if request.wait:
                 run = await self.manager.wait(run.run_id)  # durable once it answers
@@ -60,9 +62,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                     "set run_id to stream an existing run, or start to start one and stream it"
                 )
             if target == "start":
+                authorize(Scope.RUN, request.start.workflow)
                 run_id = (await self.manager.start(request.start)).run_id
             else:
                 run_id = request.run_id
+                await self._authorize_run(Scope.READ, run_id)
             kinds = frozenset(request.kinds)
             async for event in self.manager.follow(run_id, request.after_sequence):
                 if not kinds or event.kind in kinds or event.kind in convert.TERMINAL_KINDS:
@@ -70,14 +74,18 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
 
     async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.GetRunResponse:
         async with grpc_errors(context):
-            return pb.GetRunResponse(run=await self.manager.get(request.run_id))
+            run = await self.manager.get(request.run_id)
+            authorize(Scope.READ, run.workflow)
+            return pb.GetRunResponse(run=run)
 
     async def CancelRun(self, request: pb.CancelRunRequest, context: Ctx) -> pb.CancelRunResponse:
         async with grpc_errors(context):
+            await self._authorize_run(Scope.CONTROL, request.run_id)
             return pb.CancelRunResponse(run=await self.manager.cancel(request.run_id))
 
     async def SendEvent(self, request: pb.SendEventRequest, context: Ctx) -> pb.SendEventResponse:
         async with grpc_errors(context):
+            await self._authorize_run(Scope.CONTROL, request.run_id)
             if not request.type:
                 raise InvalidArgumentError("type: the event's class name is required")
             self.manager.check_payload("data", request.data)
@@ -88,8 +96,21 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def ListWorkflows(
         self, request: pb.ListWorkflowsRequest, context: Ctx
     ) -> pb.ListWorkflowsResponse:
-        return self._workflows
+        visible = allowed_workflows()
+        if visible is None:
+            return self._workflows
+        return pb.ListWorkflowsResponse(
+            workflows=[w for w in self._workflows.workflows if w.name in visible]
+        )
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:
         async with grpc_errors(context):
-            return await self.manager.list_runs(request)
+            if request.workflow:
+                authorize(Scope.READ, request.workflow)
+            return await self.manager.list_runs(request, allowed_workflows())
+
+    async def _authorize_run(self, scope: Scope, run_id: str) -> None:
+        """Check the caller may act on the run's workflow (looked up only for tokens
+        limited to some workflows)."""
+        if allowed_workflows() is not None:
+            authorize(scope, (await self.manager.get(run_id)).workflow)

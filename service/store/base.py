@@ -64,6 +64,7 @@ class RunQuery:
     labels: dict[str, str] = field(default_factory=dict)
     page_size: int = 100
     before_ordinal: int | None = None  # page cursor: runs created before this one
+    workflows: frozenset[str] | None = None  # only runs of these (None: any workflow)
 
 
 class Store(ABC):

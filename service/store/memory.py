@@ -41,6 +41,8 @@ class MemoryStore(Store):
             run = stored.run
             if query.workflow and run.workflow != query.workflow:
                 continue
+            if query.workflows is not None and run.workflow not in query.workflows:
+                continue
             if query.statuses and run.status not in query.statuses:
                 continue
             if any(run.labels.get(k) != v for k, v in query.labels.items()):

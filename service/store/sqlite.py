@@ -227,6 +227,9 @@ class SqliteStore(Store):
         if query.workflow:
             sql.append("AND workflow = ?")
             args.append(query.workflow)
+        if query.workflows is not None:
+            sql.append(f"AND workflow IN ({','.join('?' * len(query.workflows)) or 'NULL'})")
+            args += sorted(query.workflows)
         if query.statuses:
             sql.append(f"AND status IN ({','.join('?' * len(query.statuses))})")
             args += sorted(query.statuses)

@@ -18,7 +18,7 @@ import pytest
 from workflow_client import NotFoundError, SyncWorkflowClient
 from workflow_client._cli_output import run_doc
 
-LISTENING = re.compile(r"event=listening address=127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"event=listening address=\S+:(\d+)")  # reachable on 127.0.0.1
 
 
 @dataclass

@@ -164,6 +164,7 @@ def test_help_documents_the_exit_codes(wf: Wf) -> None:
         ("2", "bad usage or input"),
         ("3", "the server cannot be reached"),
         ("4", "any other server error"),
+        ("5", "the server refused the credentials"),
         ("130", "interrupted"),
     ]:
         assert f"\n  {code.ljust(4)} {what}" in epilog, code
@@ -171,6 +172,7 @@ def test_help_documents_the_exit_codes(wf: Wf) -> None:
         assert name in epilog
     assert "UNAVAILABLE or DEADLINE_EXCEEDED" in epilog
     assert "WORKFLOW_ADDRESS" in r.out
+    assert "WF_TOKEN" in r.out
     commands = ("workflows", "run", "events", "get", "runs", "cancel", "send")
     for command, r in zip(commands, wf.many(*([c, "--help"] for c in commands)), strict=True):
         assert r.code == 0

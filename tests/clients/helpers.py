@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from typing import Any
 
 import examples
 from engine import StartEvent, StopEvent, Workflow, step
@@ -130,9 +131,10 @@ class TcpProxy:
 
 
 class ServerThread:
-    """Runs a WorkflowServer on its own event loop in a daemon thread."""
+    """Runs a WorkflowServer (given ``options``) on its own event loop in a daemon thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        self.options = options
         self.port = 0
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -167,7 +169,7 @@ class ServerThread:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = WorkflowServer(all_workflows())
+        server = WorkflowServer(all_workflows(), **self.options)
         self.port = await server.start("127.0.0.1", 0)
         self._ready.set()
         try:

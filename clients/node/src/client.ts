@@ -56,13 +56,49 @@ export interface ClientOptions {
   reconnectAttempts?: number;
   /** Pause before the n-th retry: n times this (default 200 ms). */
   reconnectDelayMs?: number;
-  /** Default: an insecure (plaintext) channel. */
+  /** Sent as `authorization: Bearer <token>` with every call, resumed streams included. */
+  token?: string;
+  /** TLS: `true` trusts the system's CAs; or PEM buffers: `rootCerts` to trust instead,
+   * `clientCert` and `clientKey` for servers that require client certificates. */
+  tls?: boolean | TlsOptions;
+  /** Channel credentials as they are (overrides `tls`). Default: plaintext. */
   credentials?: grpc.ChannelCredentials;
   /** Merged over CHANNEL_OPTIONS. */
   channelOptions?: grpc.ChannelOptions;
   /** Directory holding workflow/v1/workflow.proto (default: $WORKFLOW_PROTO_DIR, else the
    * repository's protos/). */
   protoDir?: string;
+}
+
+export interface TlsOptions {
+  rootCerts?: Buffer;
+  clientCert?: Buffer;
+  clientKey?: Buffer;
+}
+
+/** Channel credentials for the `tls` option. */
+function channelCredentials(tls: boolean | TlsOptions | undefined): grpc.ChannelCredentials {
+  if (!tls) {
+    return grpc.credentials.createInsecure();
+  }
+  const { rootCerts, clientCert, clientKey } = tls === true ? ({} as TlsOptions) : tls;
+  if (!clientCert !== !clientKey) {
+    throw new TypeError('tls: give both clientCert and clientKey (PEM), or neither');
+  }
+  return grpc.credentials.createSsl(rootCerts ?? null, clientKey ?? null, clientCert ?? null);
+}
+
+/** Call metadata carrying the token (empty without one). */
+function bearerMetadata(token: string | undefined): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  if (token !== undefined) {
+    const trimmed = token.trim();
+    if (!trimmed || /\s/.test(trimmed)) {
+      throw new TypeError("token: expected one non-empty word (the token, without 'Bearer')");
+    }
+    metadata.set('authorization', `Bearer ${trimmed}`);
+  }
+  return metadata;
 }
 
 export interface RunOptions {
@@ -111,12 +147,14 @@ export class WorkflowClient {
   readonly reconnectAttempts: number;
   readonly reconnectDelayMs: number;
   private readonly proto: LoadedProto;
+  private readonly metadata: grpc.Metadata;
 
   constructor(address: string = DEFAULT_ADDRESS, options: ClientOptions = {}) {
     this.proto = loadProto(options.protoDir);
+    this.metadata = bearerMetadata(options.token);
     this.stub = new this.proto.WorkflowService(
       address,
-      options.credentials ?? grpc.credentials.createInsecure(),
+      options.credentials ?? channelCredentials(options.tls),
       { ...CHANNEL_OPTIONS, ...options.channelOptions },
     );
     this.reconnectAttempts = options.reconnectAttempts ?? 10;
@@ -226,7 +264,7 @@ export class WorkflowClient {
       const request: PbStreamEventsRequest = start
         ? { start, afterSequence: after, kinds: kindNames }
         : { runId, afterSequence: after, kinds: kindNames };
-      const call = this.stub.StreamEvents(request);
+      const call = this.stub.StreamEvents(request, this.metadata.clone());
       let interruption: unknown;
       try {
         for await (const message of messages(call)) {
@@ -318,7 +356,7 @@ export class WorkflowClient {
 
   private unary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
-      method.call(this.stub, request, new grpc.Metadata(), {}, (error, response) => {
+      method.call(this.stub, request, this.metadata.clone(), {}, (error, response) => {
         if (error) {
           reject(mapError(error));
         } else {

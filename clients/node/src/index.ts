@@ -8,7 +8,13 @@ export {
   WorkflowClient,
   newRunId,
 } from './client';
-export type { ClientOptions, EventsOptions, ListRunsOptions, RunOptions } from './client';
+export type {
+  ClientOptions,
+  EventsOptions,
+  ListRunsOptions,
+  RunOptions,
+  TlsOptions,
+} from './client';
 export {
   AlreadyExistsError,
   DeadlineExceededError,

@@ -11,7 +11,7 @@ import type { WorkflowEvent } from '../src';
 
 /** The repository root; this file runs from clients/node/dist/test/. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
-const PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
+export const PYTHON = path.join(REPO_ROOT, '.venv', 'bin', 'python');
 const LISTENING = /event=listening address=(\S+):(\d+)/;
 
 /** `python -m service --port 0 --store memory`, started from the repository root. */
@@ -30,8 +30,9 @@ export class ServerProcess {
     this.exited = exited;
   }
 
-  static async start(timeoutMs = 30_000): Promise<ServerProcess> {
-    const child = spawn(PYTHON, ['-m', 'service', '--port', '0', '--store', 'memory'], {
+  /** `args` are more server options, e.g. ['--auth-tokens-file', path]. */
+  static async start(timeoutMs = 30_000, args: string[] = []): Promise<ServerProcess> {
+    const child = spawn(PYTHON, ['-m', 'service', '--port', '0', '--store', 'memory', ...args], {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
     });

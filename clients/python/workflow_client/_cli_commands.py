@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _cli_output as out
+from ._auth import open_channel
+from ._cli_credentials import Credentials
 from ._client import CHANNEL_OPTIONS, RunHandle, WorkflowClient, _duration, _struct, result_of
 from ._errors import mapped_errors
 from ._pb import workflow_pb2 as pb
@@ -56,10 +58,19 @@ def parse_object(text: str, option: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def connect(address: str) -> AsyncIterator[WorkflowClient]:
+async def connect(
+    address: str, credentials: Credentials | None = None
+) -> AsyncIterator[WorkflowClient]:
     """A client whose connection is up, or :class:`CliError` (exit 3) at once when the
     server cannot be reached, rather than after the client's reconnect attempts."""
-    channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    credentials = credentials or Credentials(None, None)
+    channel = open_channel(address, credentials.channel, CHANNEL_OPTIONS)
+    # A failed TLS handshake looks like an unreachable server; say what to check.
+    hint = (
+        " over TLS (check --tls-ca, and --tls-cert/--tls-key if it requires client certificates)"
+        if credentials.channel is not None
+        else ""
+    )
     try:
         state = channel.get_state(try_to_connect=True)
         loop = asyncio.get_running_loop()
@@ -69,17 +80,17 @@ async def connect(address: str) -> AsyncIterator[WorkflowClient]:
                 grpc.ChannelConnectivity.TRANSIENT_FAILURE,
                 grpc.ChannelConnectivity.SHUTDOWN,
             ):
-                raise CliError(f"cannot reach the server at {address}", 3)
+                raise CliError(f"cannot reach the server at {address}{hint}", 3)
             try:
                 await asyncio.wait_for(channel.wait_for_state_change(state), deadline - loop.time())
             except TimeoutError:
                 raise CliError(
                     f"cannot reach the server at {address}: "
-                    f"no connection within {CONNECT_TIMEOUT:g}s",
+                    f"no connection within {CONNECT_TIMEOUT:g}s{hint}",
                     3,
                 ) from None
             state = channel.get_state()
-        yield WorkflowClient(address, channel=channel)
+        yield WorkflowClient(address, channel=channel, token=credentials.token)
     finally:
         await channel.close()
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, struct_pb2
 
+from ._auth import bearer_metadata, channel_credentials, open_channel
 from ._errors import (
     RunCancelledError,
     RunError,
@@ -79,9 +80,22 @@ class WorkflowClient:
         channel: grpc.aio.Channel | None = None,
         reconnect_attempts: int = 10,
         reconnect_delay: float = 0.2,
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        client_cert: bytes | None = None,
+        client_key: bytes | None = None,
     ) -> None:
+        """``token`` is sent as ``authorization: Bearer <token>`` with every call. TLS is on
+        with ``tls=True`` or any certificate (PEM bytes): ``root_certificates`` to trust
+        instead of the system's CAs, ``client_cert`` and ``client_key`` for mutual TLS.
+        A ``channel`` given here is used as it is (its TLS settings are its own)."""
+        self._metadata = bearer_metadata(token)
         self._own_channel = channel is None
-        self._channel = channel or grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        if channel is None:
+            credentials = channel_credentials(tls, root_certificates, client_cert, client_key)
+            channel = open_channel(address, credentials, CHANNEL_OPTIONS)
+        self._channel = channel
         self._stub = pb_grpc.WorkflowServiceStub(self._channel)  # the async stub on aio
         self.reconnect_attempts = reconnect_attempts
         self.reconnect_delay = reconnect_delay
@@ -98,7 +112,14 @@ class WorkflowClient:
 
     @property
     def stub(self) -> pb_grpc.WorkflowServiceAsyncStub:
+        """The raw stub; pass ``metadata=client.metadata`` to its calls on a server with
+        authentication."""
         return self._stub
+
+    @property
+    def metadata(self) -> Sequence[tuple[str, str]] | None:
+        """The call metadata carrying the token (None without one)."""
+        return self._metadata
 
     @staticmethod
     def _request(
@@ -142,7 +163,7 @@ class WorkflowClient:
         )
         for attempt in range(self.reconnect_attempts + 1):
             try:
-                resp = await self._stub.RunWorkflow(req)
+                resp = await self._stub.RunWorkflow(req, metadata=self._metadata)
                 return result_of(run_from_pb(resp.run))
             except grpc.aio.AioRpcError as e:
                 if e.code() not in _RETRYABLE or attempt == self.reconnect_attempts:
@@ -164,7 +185,7 @@ class WorkflowClient:
         """Start a run and return its handle at once (input as for :meth:`run`)."""
         req = self._request(workflow, {**(input or {}), **fields}, run_id, timeout, labels)
         with mapped_errors():
-            resp = await self._stub.RunWorkflow(req)
+            resp = await self._stub.RunWorkflow(req, metadata=self._metadata)
         return RunHandle(self, resp.run.run_id)
 
     def stream(
@@ -191,24 +212,29 @@ class WorkflowClient:
 
     async def get_run(self, run_id: str) -> Run:
         with mapped_errors():
-            resp = await self._stub.GetRun(pb.GetRunRequest(run_id=run_id))
+            resp = await self._stub.GetRun(pb.GetRunRequest(run_id=run_id), metadata=self._metadata)
         return run_from_pb(resp.run)
 
     async def cancel(self, run_id: str) -> Run:
         with mapped_errors():
-            resp = await self._stub.CancelRun(pb.CancelRunRequest(run_id=run_id))
+            resp = await self._stub.CancelRun(
+                pb.CancelRunRequest(run_id=run_id), metadata=self._metadata
+            )
         return run_from_pb(resp.run)
 
     async def send_event(self, run_id: str, type: str, /, **data: Any) -> Run:
         with mapped_errors():
             resp = await self._stub.SendEvent(
-                pb.SendEventRequest(run_id=run_id, type=type, data=_struct(data))
+                pb.SendEventRequest(run_id=run_id, type=type, data=_struct(data)),
+                metadata=self._metadata,
             )
         return run_from_pb(resp.run)
 
     async def list_workflows(self) -> list[WorkflowInfo]:
         with mapped_errors():
-            resp = await self._stub.ListWorkflows(pb.ListWorkflowsRequest())
+            resp = await self._stub.ListWorkflows(
+                pb.ListWorkflowsRequest(), metadata=self._metadata
+            )
         return [workflow_from_pb(w) for w in resp.workflows]
 
     async def list_runs(
@@ -231,7 +257,8 @@ class WorkflowClient:
                         labels=labels or {},
                         page_size=page_size,
                         page_token=token,
-                    )
+                    ),
+                    metadata=self._metadata,
                 )
             for run in resp.runs:
                 yield run_from_pb(run)
@@ -253,7 +280,7 @@ class WorkflowClient:
                 req = pb.StreamEventsRequest(start=start, after_sequence=after, kinds=kind_values)
             else:
                 req = pb.StreamEventsRequest(run_id=run_id, after_sequence=after, kinds=kind_values)
-            call = self._stub.StreamEvents(req)
+            call = self._stub.StreamEvents(req, metadata=self._metadata)
             try:
                 async for msg in call:
                     start = None  # the run exists now; reconnect by id
@@ -288,7 +315,7 @@ class WorkflowClient:
     async def _ended_by(self, run_id: str, sequence: int) -> bool:
         """Whether the run has ended with its last event at or before ``sequence``."""
         try:
-            resp = await self._stub.GetRun(pb.GetRunRequest(run_id=run_id))
+            resp = await self._stub.GetRun(pb.GetRunRequest(run_id=run_id), metadata=self._metadata)
         except grpc.aio.AioRpcError:
             return False  # cannot tell; the caller retries the stream
         run = run_from_pb(resp.run)

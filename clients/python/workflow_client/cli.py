@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import grpc
 
 from . import _cli_commands as commands
+from . import _cli_credentials as credentials
 from ._client import DEFAULT_ADDRESS
 from ._errors import RunError, WorkflowServiceError
 from ._pb import workflow_pb2 as pb
@@ -27,6 +28,7 @@ EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_SERVER_ERROR = 4
+EXIT_DENIED = 5
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
@@ -39,6 +41,7 @@ _USAGE_CODES = frozenset(
     }
 )
 _UNREACHABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_DENIED_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 
 EPILOG = f"""\
 exit status:
@@ -48,10 +51,12 @@ exit status:
        INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS or FAILED_PRECONDITION
   3    the server cannot be reached, or answered UNAVAILABLE or DEADLINE_EXCEEDED
   4    any other server error
+  5    the server refused the credentials: UNAUTHENTICATED or PERMISSION_DENIED
   130  interrupted (Ctrl-C); a run being waited for goes on
 
 environment:
   WORKFLOW_ADDRESS  server address when --address is not given (default {DEFAULT_ADDRESS})
+{credentials.ENVIRONMENT_HELP}
 
 JSON arguments (--input, --data) also accept @FILE, or @- for standard input.
 """
@@ -101,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="JSON output"
     )
+    credentials.add_options(common, hidden=True)
 
     parser = argparse.ArgumentParser(
         prog="wf",
@@ -118,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="machine-readable output: one JSON document per result, JSON lines for events",
     )
+    credentials.add_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, func: commands.Command, help: str) -> argparse.ArgumentParser:
@@ -209,11 +216,13 @@ def _exit_code(e: WorkflowServiceError) -> int:
         return EXIT_USAGE
     if e.code in _UNREACHABLE_CODES:
         return EXIT_UNREACHABLE
+    if e.code in _DENIED_CODES:
+        return EXIT_DENIED
     return EXIT_SERVER_ERROR
 
 
 async def _run(args: argparse.Namespace) -> int:
-    async with commands.connect(args.address) as client:
+    async with commands.connect(args.address, credentials.from_args(args)) as client:
         code: int = await args.func(client, args)
         return code
 
@@ -237,11 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except commands.CliError as e:
         _error(str(e))
         return e.exit_code
+    except credentials.CredentialsError as e:
+        _error(str(e))
+        return EXIT_USAGE
     except RunError as e:
         _error(str(e))
         return EXIT_RUN_FAILED
     except WorkflowServiceError as e:
-        _error(f"{e.code.name.lower().replace('_', ' ')}: {e.details}")
+        hint = ""
+        if e.code == grpc.StatusCode.UNAUTHENTICATED:
+            hint = " (wf sends the token in --token-file PATH or $WF_TOKEN)"
+        _error(f"{e.code.name.lower().replace('_', ' ')}: {e.details}{hint}")
         return _exit_code(e)
     except commands.WaitInterruptedError as e:
         _error(str(e))

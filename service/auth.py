@@ -1,0 +1,443 @@
+"""Bearer-token authentication and scope checks.
+
+Tokens are configured in a JSON document (a file, or the WORKFLOW_AUTH_TOKENS variable):
+each has a name (what logs show), its secret as ``token`` or as ``token_sha256`` (hex of
+the SHA-256 digest, so the file need not hold the secret), its ``scopes`` and, optionally,
+the ``workflows`` it may touch. Every scope includes ``read``; ``admin`` (or ``*``) allows
+everything.
+
+:class:`AuthInterceptor` authenticates each call and checks the scope its method needs,
+then binds the caller to the handler's context so the servicer can check what only it
+knows: which workflow a run belongs to (:func:`authorize`, :func:`allowed_workflows`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import inspect
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from .errors import PermissionDeniedError, ServiceError, UnauthenticatedError, grpc_errors
+from .security import SecuritySetupError
+
+log = logging.getLogger("service.auth")
+
+
+class Scope(StrEnum):
+    READ = "read"  # GetRun, ListRuns, ListWorkflows, StreamEvents of a run, reflection
+    RUN = "run"  # RunWorkflow, StreamEvents that starts a run
+    CONTROL = "control"  # CancelRun, SendEvent
+    ADMIN = "admin"  # everything, including methods not listed here
+
+
+_SCOPE_NAMES = {**{s.value: s for s in Scope}, "*": Scope.ADMIN}
+
+_WORKFLOW_SERVICE = "/workflow.v1.WorkflowService/"
+METHOD_SCOPES: dict[str, Scope] = {
+    _WORKFLOW_SERVICE + "RunWorkflow": Scope.RUN,
+    # Starting a run through StreamEvents also needs RUN; the servicer checks that.
+    _WORKFLOW_SERVICE + "StreamEvents": Scope.READ,
+    _WORKFLOW_SERVICE + "GetRun": Scope.READ,
+    _WORKFLOW_SERVICE + "ListRuns": Scope.READ,
+    _WORKFLOW_SERVICE + "ListWorkflows": Scope.READ,
+    _WORKFLOW_SERVICE + "CancelRun": Scope.CONTROL,
+    _WORKFLOW_SERVICE + "SendEvent": Scope.CONTROL,
+}
+OPEN_PREFIXES = ("/grpc.health.v1.Health/",)  # load balancers and probes carry no token
+READ_PREFIXES = ("/grpc.reflection.",)  # what buf curl and grpcurl ask first
+
+
+def required_scope(method: str) -> Scope:
+    """The scope a method needs; methods nobody listed need ``admin`` (fail closed)."""
+    scope = METHOD_SCOPES.get(method)
+    if scope is not None:
+        return scope
+    return Scope.READ if method.startswith(READ_PREFIXES) else Scope.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a valid token says the caller is, and what it may do."""
+
+    name: str
+    scopes: frozenset[Scope]
+    workflows: frozenset[str] | None = None  # None: every workflow
+
+    def allows(self, scope: Scope) -> bool:
+        return Scope.ADMIN in self.scopes or scope in self.scopes or scope is Scope.READ
+
+    def check(self, scope: Scope, workflow: str | None = None) -> None:
+        """Raise PermissionDeniedError unless the token has ``scope`` and may use
+        ``workflow`` (None or "": no particular workflow; a missing name is the handler's
+        INVALID_ARGUMENT to report)."""
+        if not self.allows(scope):
+            raise PermissionDeniedError(
+                f"token '{self.name}' lacks the '{scope}' scope this call needs "
+                f"(it has: {', '.join(sorted(self.scopes))})"
+            )
+        if workflow and self.workflows is not None and workflow not in self.workflows:
+            raise PermissionDeniedError(
+                f"token '{self.name}' may not use workflow '{workflow}' "
+                f"(it may use: {', '.join(sorted(self.workflows)) or 'none'})"
+            )
+
+
+# ---- the configured tokens -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    digest: bytes
+    principal: Principal
+
+
+class TokenRegistry:
+    """The configured tokens, kept only as SHA-256 digests."""
+
+    def __init__(
+        self, entries: Iterable[tuple[bytes, Principal]], plain_secrets: Iterable[str] = ()
+    ) -> None:
+        self._entries = [_Entry(d, p) for d, p in entries]
+        self.plain_secrets = sorted(plain_secrets)  # names of entries given as "token"
+
+    @property
+    def principals(self) -> list[Principal]:
+        return [e.principal for e in self._entries]
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The token's principal, or None. Compares against every entry in constant time,
+        so the time taken says nothing about which entry nearly matched."""
+        digest = hashlib.sha256(token.encode()).digest()
+        found: Principal | None = None
+        for entry in self._entries:
+            if hmac.compare_digest(digest, entry.digest) and found is None:
+                found = entry.principal
+        return found
+
+    def check_workflows(self, known: Iterable[str], source: str) -> None:
+        """Refuse workflow names the server does not host (most likely typos)."""
+        hosted = set(known)
+        for p in self.principals:
+            unknown = sorted((p.workflows or frozenset()) - hosted)
+            if unknown:
+                raise SecuritySetupError(
+                    f"{source}: token '{p.name}' names workflows this server does not host: "
+                    f"{', '.join(unknown)} (it hosts: {', '.join(sorted(hosted))})"
+                )
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> TokenRegistry:
+        """Read the JSON document; every problem is a :class:`SecuritySetupError` that names
+        ``source`` and the entry, never a secret."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SecuritySetupError(
+                f"{source}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+            ) from None
+        if (
+            not isinstance(doc, dict)
+            or set(doc) != {"tokens"}
+            or not isinstance(doc["tokens"], list)
+        ):
+            raise SecuritySetupError(
+                f'{source}: expected {{"tokens": [{{"name": ..., "token_sha256": ..., '
+                '"scopes": [...]}, ...]}'
+            )
+        if not doc["tokens"]:
+            raise SecuritySetupError(f"{source}: lists no tokens, so every call would be refused")
+        entries: list[tuple[bytes, Principal]] = []
+        names: set[str] = set()
+        digests: dict[bytes, str] = {}
+        for i, item in enumerate(doc["tokens"]):
+            digest, principal = _parse_entry(item, f"{source}: tokens[{i}]")
+            if principal.name in names:
+                raise SecuritySetupError(
+                    f"{source}: tokens[{i}]: the name '{principal.name}' is used twice"
+                )
+            if digest in digests:
+                raise SecuritySetupError(
+                    f"{source}: tokens[{i}] ('{principal.name}') has the same secret as "
+                    f"'{digests[digest]}'"
+                )
+            names.add(principal.name)
+            digests[digest] = principal.name
+            entries.append((digest, principal))
+        plain = [e["name"] for e in doc["tokens"] if "token" in e]
+        return cls(entries, plain)
+
+
+_ENTRY_KEYS = {"name", "token", "token_sha256", "scopes", "workflows"}
+
+
+def _parse_entry(item: Any, where: str) -> tuple[bytes, Principal]:
+    if not isinstance(item, dict):
+        raise SecuritySetupError(f"{where}: expected an object")
+    unknown = sorted(set(item) - _ENTRY_KEYS)
+    if unknown:
+        raise SecuritySetupError(
+            f"{where}: unknown field(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(_ENTRY_KEYS))})"
+        )
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SecuritySetupError(f"{where}: 'name' is required (a label that logs show)")
+    where = f"{where} ('{name}')"
+    if ("token" in item) == ("token_sha256" in item):
+        raise SecuritySetupError(f"{where}: set exactly one of 'token' or 'token_sha256'")
+    if "token" in item:
+        secret = item["token"]
+        if not isinstance(secret, str) or len(secret) < 16:
+            raise SecuritySetupError(f"{where}: 'token' must be a string of 16 or more characters")
+        digest = hashlib.sha256(secret.encode()).digest()
+    else:
+        hexdigest = item["token_sha256"]
+        try:
+            digest = bytes.fromhex(hexdigest) if isinstance(hexdigest, str) else b""
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise SecuritySetupError(
+                f"{where}: 'token_sha256' must be 64 hex digits (e.g. the output of "
+                "printf %s TOKEN | sha256sum)"
+            )
+    scopes = item.get("scopes")
+    if (
+        not isinstance(scopes, list)
+        or not scopes
+        or not all(isinstance(s, str) and s in _SCOPE_NAMES for s in scopes)
+    ):
+        raise SecuritySetupError(
+            f"{where}: 'scopes' must be a non-empty list of: {', '.join(_SCOPE_NAMES)}"
+        )
+    workflows = item.get("workflows")
+    if workflows is not None and (
+        not isinstance(workflows, list) or not all(isinstance(w, str) and w for w in workflows)
+    ):
+        raise SecuritySetupError(
+            f"{where}: 'workflows' must be a list of workflow names (leave it out for all)"
+        )
+    return digest, Principal(
+        name=name,
+        scopes=frozenset(_SCOPE_NAMES[s] for s in scopes),
+        workflows=None if workflows is None else frozenset(workflows),
+    )
+
+
+def load_tokens(path: str | None, inline: str | None) -> tuple[TokenRegistry, str] | None:
+    """The tokens from ``--auth-tokens-file`` or WORKFLOW_AUTH_TOKENS (not both), with a
+    description of where they came from; None when neither is set (auth off)."""
+    if path and inline:
+        raise SecuritySetupError(
+            "both --auth-tokens-file and WORKFLOW_AUTH_TOKENS are set; use one of them"
+        )
+    if inline:
+        source = "WORKFLOW_AUTH_TOKENS"
+        return TokenRegistry.parse(inline, source), source
+    if not path:
+        return None
+    source = f"--auth-tokens-file {path}"
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            text = f.read()
+            mode = os.fstat(f.fileno()).st_mode
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise SecuritySetupError(f"{source}: cannot read it ({reason})") from None
+    registry = TokenRegistry.parse(text, source)
+    if registry.plain_secrets and mode & 0o077:
+        log.warning(
+            "event=tokens_file_exposed file=%s mode=%o tokens=%s: other users may read these "
+            "secrets; chmod 600 the file, or list them as token_sha256",
+            path,
+            mode & 0o777,
+            ",".join(registry.plain_secrets),
+        )
+    return registry, source
+
+
+# ---- the caller of the current call ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    method: str
+    peer: str
+
+
+_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
+    "workflow_caller", default=None
+)
+
+
+def current_caller() -> Caller | None:
+    """The authenticated caller of the call being handled; None when auth is off."""
+    return _CALLER.get()
+
+
+def authorize(scope: Scope, workflow: str | None = None) -> None:
+    """Raise :class:`PermissionDeniedError` unless the caller may do ``scope`` on
+    ``workflow`` (any workflow when None). Allows everything when auth is off."""
+    caller = _CALLER.get()
+    if caller is None:
+        return
+    try:
+        caller.principal.check(scope, workflow)
+    except PermissionDeniedError as e:
+        _log_rejection(caller.method, "permission_denied", caller.peer, caller.principal.name, e)
+        raise
+
+
+def allowed_workflows() -> frozenset[str] | None:
+    """The workflows the caller may see; None for all."""
+    caller = _CALLER.get()
+    return None if caller is None else caller.principal.workflows
+
+
+def _log_rejection(
+    method: str, reason: str, peer: str, token_name: str | None, error: ServiceError
+) -> None:
+    log.warning(
+        "event=call_rejected method=%s reason=%s peer=%s token_name=%s detail=%r",
+        method,
+        reason,
+        peer,
+        token_name or "-",
+        str(error),
+    )
+
+
+# ---- the interceptor -----------------------------------------------------------------------
+
+Behavior = Callable[..., Any]  # a handler: (request or request iterator, context)
+if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
+    Continuation = Callable[
+        [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+    ]
+
+_MISSING = "this server requires a token: send the metadata 'authorization: Bearer <token>'"
+_MALFORMED = "the authorization metadata must be 'Bearer <token>'"
+_UNKNOWN = (
+    "the bearer token is not valid here: send 'authorization: Bearer <token>' with a token "
+    "this server knows"
+)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates every call but health checks and checks its method's scope."""
+
+    def __init__(self, tokens: TokenRegistry) -> None:
+        self.tokens = tokens
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler  # an unknown method gets UNIMPLEMENTED as usual
+        credential = _bearer(handler_call_details.invocation_metadata)
+        if credential is None:
+            return _rejecting(
+                handler, method, "missing_token", None, UnauthenticatedError(_MISSING)
+            )
+        if not credential:
+            return _rejecting(
+                handler, method, "malformed_token", None, UnauthenticatedError(_MALFORMED)
+            )
+        principal = self.tokens.authenticate(credential)
+        if principal is None:
+            return _rejecting(
+                handler, method, "unknown_token", None, UnauthenticatedError(_UNKNOWN)
+            )
+        try:
+            principal.check(required_scope(method))
+        except PermissionDeniedError as e:
+            return _rejecting(handler, method, "permission_denied", principal.name, e)
+        return _rebuild(handler, lambda behavior: _bind(behavior, principal, method))
+
+
+def _bearer(metadata: Any) -> str | None:
+    """The token of the first ``authorization`` entry; "" when it is not a bearer token,
+    None when there is none."""
+    for key, value in metadata or ():
+        if key == "authorization":
+            text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+            scheme, _, token = text.strip().partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return None
+
+
+def _bind(behavior: Behavior, principal: Principal, method: str) -> Behavior:
+    """``behavior`` with the caller set in its context for the servicer to read."""
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            _CALLER.set(Caller(principal, method, context.peer()))
+            async for item in behavior(request, context):
+                yield item
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        _CALLER.set(Caller(principal, method, context.peer()))
+        return await behavior(request, context)
+
+    return call
+
+
+def _rejecting(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    method: str,
+    reason: str,
+    token_name: str | None,
+    error: ServiceError,
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of the same kind that answers with ``error``'s status, through the same
+    error map as every handler. The request is never deserialized."""
+
+    async def reject(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        _log_rejection(method, reason, context.peer(), token_name, error)
+        async with grpc_errors(context):
+            raise error
+
+    return _rebuild(handler, lambda _: reject, raw_requests=True)
+
+
+def _rebuild(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    wrap: Callable[[Behavior], Behavior],
+    raw_requests: bool = False,
+) -> grpc.RpcMethodHandler[Any, Any]:
+    deserializer = None if raw_requests else handler.request_deserializer
+    serializer = handler.response_serializer
+    if handler.request_streaming and handler.response_streaming:
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(
+            wrap(handler.stream_stream), deserializer, serializer
+        )
+    if handler.request_streaming:
+        assert handler.stream_unary is not None
+        return grpc.stream_unary_rpc_method_handler(
+            wrap(handler.stream_unary), deserializer, serializer
+        )
+    if handler.response_streaming:
+        assert handler.unary_stream is not None
+        return grpc.unary_stream_rpc_method_handler(
+            wrap(handler.unary_stream), deserializer, serializer
+        )
+    assert handler.unary_unary is not None
+    return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), deserializer, serializer)
