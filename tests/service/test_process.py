@@ -72,22 +72,28 @@ async def test_sigterm_lets_short_runs_finish_and_stops_long_ones(
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.WorkflowServiceStub(channel)
 
+        opened: list[asyncio.Future[None]] = []
+
         async def stream(run_id: str, count: int) -> list[pb.WorkflowEvent]:
             start = req("ticker", count=count, interval_ms=50, _run_id=run_id)
             call = stub.StreamEvents(pb.StreamEventsRequest(start=start))
+            first = opened[int(run_id.split("-")[1]) + (0 if run_id.startswith("short") else 5)]
             got: list[pb.WorkflowEvent] = []
             try:
                 async for e in call:
                     got.append(e)
+                    if not first.done():
+                        first.set_result(None)
             except grpc.aio.AioRpcError as e:
                 assert store_kind == "sqlite"
                 assert e.code() == grpc.StatusCode.UNAVAILABLE
                 assert f"after_sequence={got[-1].sequence}" in (e.details() or "")
             return got
 
+        opened += [asyncio.get_running_loop().create_future() for _ in range(25)]
         short = [asyncio.ensure_future(stream(f"short-{i}", 4)) for i in range(5)]
         long = [asyncio.ensure_future(stream(f"long-{i}", 10_000)) for i in range(20)]
-        await asyncio.sleep(0.1)  # every stream is open and ticking
+        await asyncio.wait_for(asyncio.gather(*opened), 20)  # every stream is open and ticking
         proc.send_signal(signal.SIGTERM)
         for events in await asyncio.gather(*short):
             assert events[-1].kind == pb.EVENT_KIND_RUN_SUCCEEDED
