@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,13 +17,20 @@ from grpc_reflection.v1alpha import reflection
 
 from engine import Workflow
 
+from . import logs
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .config import Config, parse_args
+from .observer import ObserveRun, combine
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
 from .servicer import WorkflowServicer
 from .store import MemoryStore, Store, StoreError, open_store
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from .metrics import Metrics, MetricsEndpoint
 
 log = logging.getLogger("service")
 
@@ -65,19 +72,46 @@ class WorkflowServer:
         max_payload_bytes: int = 1024 * 1024,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
+        metrics: bool = False,
+        metrics_host: str | None = None,
+        metrics_port: int = 0,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
+        """``metrics``: collect Prometheus metrics and serve them on ``metrics_host`` (default:
+        the gRPC host) and ``metrics_port`` (0: any free port) once started.
+        ``tracer_provider``: make OpenTelemetry spans with it (None: no tracing)."""
+        store = store or MemoryStore()
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        observe: ObserveRun | None = None
+        self.metrics: Metrics | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        self._metrics_address = (metrics_host, metrics_port)
+        if metrics:
+            from .metrics import Metrics, MetricsInterceptor
+
+            self.metrics = Metrics(frozenset({f"/{SERVICE_NAME}/StreamEvents"}))
+            interceptors.append(MetricsInterceptor(self.metrics))
+            observe = self.metrics.observe
+            store.observe_append = self.metrics.store_append.observe
+        if tracer_provider is not None:
+            from .tracing import Tracing
+
+            tracing = Tracing(tracer_provider, SERVICE_NAME)
+            interceptors.append(tracing.interceptor())
+            observe = combine(observe, tracing.observe)
         self.manager = RunManager(
             workflows,
-            store or MemoryStore(),
+            store,
             max_concurrent_runs=max_concurrent_runs,
             default_timeout=default_timeout,
             retention=retention,
             max_ended_runs=max_ended_runs,
             max_payload_bytes=max_payload_bytes,
+            observe=observe,
         )
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -95,6 +129,9 @@ class WorkflowServer:
         bound = self.server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
             raise OSError(f"cannot listen on {host}:{port}")
+        if self.metrics is not None:
+            metrics_host, metrics_port = self._metrics_address
+            self.metrics_endpoint = self.metrics.serve(metrics_host or host, metrics_port)
         await self.manager.recover()
         await self.server.start()
         self.manager.start_pruning(self.prune_interval)
@@ -112,6 +149,8 @@ class WorkflowServer:
         await self.manager.shutdown(self.shutdown_grace if grace is None else grace)
         await self.server.stop(grace=2.0)
         await self.manager.store.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -128,6 +167,11 @@ def _tune_gc() -> None:
 
 async def serve(config: Config) -> None:
     workflows = load_workflows(config.workflows)
+    provider = None
+    if config.tracing:
+        from .tracing import make_provider
+
+        provider = make_provider(config.otlp_endpoint)
     server = WorkflowServer(
         workflows,
         store=open_store(config.store),
@@ -138,40 +182,40 @@ async def serve(config: Config) -> None:
         max_payload_bytes=config.max_payload_bytes,
         prune_interval=config.prune_interval,
         shutdown_grace=config.shutdown_grace,
+        metrics=config.metrics_port > 0,
+        metrics_host=config.metrics_host,
+        metrics_port=config.metrics_port,
+        tracer_provider=provider,
     )
     port = await server.start(config.host, config.port)
     _tune_gc()
-    log.info(
-        "event=listening address=%s:%d workflows=%s store=%s loop=%s",
-        config.host,
-        port,
-        ",".join(sorted(workflows)),
-        config.store,
-        type(asyncio.get_running_loop()).__module__.split(".")[0],
+    endpoint = server.metrics_endpoint
+    logs.event(
+        log,
+        logging.INFO,
+        "listening",
+        address=f"{config.host}:{port}",
+        workflows=",".join(sorted(workflows)),
+        store=config.store,
+        loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+        metrics=f"{config.metrics_host or config.host}:{endpoint.port}" if endpoint else None,
+        tracing=config.tracing or None,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("event=stopping grace_s=%g", config.shutdown_grace)
+    logs.event(log, logging.INFO, "stopping", grace_s=config.shutdown_grace)
     await server.stop()
-    log.info("event=stopped")
+    if provider is not None:
+        provider.shutdown()  # export what is still buffered
+    logs.event(log, logging.INFO, "stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
-    # Per-run log lines are on the hot path: skip the caller and process lookups they
-    # would otherwise do for fields the format never shows.
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    logging.basicConfig(
-        level=config.log_level,
-        format="time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(config.log_level, config.log_format)
     runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     try:
         import uvloop  # optional: faster loop when installed

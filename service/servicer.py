@@ -11,6 +11,7 @@ from . import convert
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .errors import InvalidArgumentError, grpc_errors
+from .logs import caller_trace_id
 from .runs import RunManager
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -41,7 +42,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         self, request: pb.RunWorkflowRequest, context: Ctx
     ) -> pb.RunWorkflowResponse:
         async with grpc_errors(context):
-            run = await self.manager.start(request)
+            trace_id = caller_trace_id(context.invocation_metadata())
+            run = await self.manager.start(request, trace_id)
             if request.wait:
                 run = await self.manager.wait(run.run_id)  # durable once it answers
             else:
@@ -60,7 +62,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                     "set run_id to stream an existing run, or start to start one and stream it"
                 )
             if target == "start":
-                run_id = (await self.manager.start(request.start)).run_id
+                trace_id = caller_trace_id(context.invocation_metadata())
+                run_id = (await self.manager.start(request.start, trace_id)).run_id
             else:
                 run_id = request.run_id
             kinds = frozenset(request.kinds)

@@ -404,6 +404,8 @@ class SqliteStore(Store):
             checkpoints: dict[str, str] = {}  # only the latest of each run matters
             barriers: list[asyncio.Future[None]] = []
             error: StoreUnavailableError | None = None
+            observe = self.observe_append
+            began = time.perf_counter()
             try:
                 conn.execute("BEGIN")
                 for op in batch:
@@ -448,6 +450,8 @@ class SqliteStore(Store):
                     [(text, run_id) for run_id, text in checkpoints.items()],
                 )
                 conn.execute("COMMIT")
+                if observe is not None:
+                    observe(time.perf_counter() - began)
             except sqlite3.Error as e:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
