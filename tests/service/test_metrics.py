@@ -53,15 +53,15 @@ def metrics_port(served: Served) -> int:
     return served.server.metrics_endpoint.port
 
 
-async def until(check: "asyncio.Future[bool] | object", port: int, name: str, **labels: str):
-    """Scrape until ``name{labels}`` reaches ``check`` (the server may still be finishing
+async def until(expected: float, port: int, name: str, **labels: str) -> Scrape:
+    """Scrape until ``name{labels}`` reaches ``expected`` (the server may still be finishing
     a call the client already saw end)."""
     for _ in range(100):
         got = await scrape(port)
-        if got.value(name, **labels) == check:
+        if got.value(name, **labels) == expected:
             return got
         await asyncio.sleep(0.05)
-    raise AssertionError(f"{name}{labels} = {got.value(name, **labels)}, expected {check}")
+    raise AssertionError(f"{name}{labels} = {got.value(name, **labels)}, expected {expected}")
 
 
 async def test_unary_calls_are_counted_by_method_and_code(metered: Served) -> None:
@@ -135,7 +135,7 @@ async def test_aborted_stream_has_its_code(metered: Served) -> None:
 
 
 async def test_servers_in_one_process_keep_their_own_metrics(metered: Served) -> None:
-    other, port = await serve("memory", metrics=True, metrics_port=0)
+    other, _ = await serve("memory", metrics=True, metrics_port=0)
     try:
         assert other.metrics_endpoint is not None
         await metered.start("echo", message="hi")
