@@ -15,7 +15,10 @@ def test_everything_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_flags() -> None:
     c = parse_args(
-        ["--metrics-port", "9100", "--metrics-host", "0.0.0.0", "--tracing", "--otlp-endpoint", "http://collector:4317", "--log-format", "json"]
+        [
+            *("--metrics-port", "9100", "--metrics-host", "0.0.0.0", "--tracing"),
+            *("--otlp-endpoint", "http://collector:4317", "--log-format", "json"),
+        ]
     )
     assert (c.metrics_port, c.metrics_host, c.tracing) == (9100, "0.0.0.0", True)
     assert (c.otlp_endpoint, c.log_format) == ("http://collector:4317", "json")
