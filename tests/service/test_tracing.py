@@ -114,3 +114,9 @@ async def test_cancelled_run_ends_its_unfinished_step_span(traced: Traced) -> No
     [step] = await traced.spans("workflow.step sleep", 1)
     assert (step.attributes or {})["workflow.interrupted"] is True
     assert step.parent is not None and step.parent.span_id == span.context.span_id
+
+
+async def test_step_span_is_current_while_the_step_runs(traced: Traced) -> None:
+    resp = await traced.stub.RunWorkflow(req("current_span", _wait=True))
+    [step] = await traced.spans("workflow.step look", 1)
+    assert resp.run.result.string_value == format(step.context.span_id, "016x")
