@@ -3,6 +3,8 @@
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -100,14 +102,7 @@ async def test_failed_run_span_is_an_error(traced: Traced) -> None:
 
 async def test_cancelled_run_ends_its_unfinished_step_span(traced: Traced) -> None:
     run = await traced.start("sleep", seconds=30)
-    await traced.spans("/workflow.v1.WorkflowService/RunWorkflow", 1)
-    for _ in range(100):  # until the step is under way
-        if (await traced.stub.GetRun(pb.GetRunRequest(run_id=run.run_id))).run.status == (
-            pb.RUN_STATUS_RUNNING
-        ):
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await wait_for_step(traced.server.manager, run.run_id)
     await traced.stub.CancelRun(pb.CancelRunRequest(run_id=run.run_id))
     [span] = await traced.spans("workflow.run sleep", 1)
     assert (span.attributes or {})["workflow.status"] == "CANCELLED"
@@ -120,3 +115,46 @@ async def test_step_span_is_current_while_the_step_runs(traced: Traced) -> None:
     resp = await traced.stub.RunWorkflow(req("current_span", _wait=True))
     [step] = await traced.spans("workflow.step look", 1)
     assert resp.run.result.string_value == format(step.context.span_id, "016x")
+
+
+async def test_run_resumed_after_a_restart_gets_a_new_root_span(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db"
+    first, second = InMemorySpanExporter(), InMemorySpanExporter()
+    providers = []
+    for exporter in (first, second):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        providers.append(provider)
+
+    server, port = await serve(url, tracer_provider=providers[0])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        run = await Served(server, port, channel).start("sleep", seconds=0.5)
+    await wait_for_step(server.manager, run.run_id)
+    await server.stop(0)  # left for the next server to resume
+    [gone] = [s for s in first.get_finished_spans() if s.name == "workflow.run sleep"]
+    assert (gone.attributes or {})["workflow.status"] == "INTERRUPTED"
+
+    server, _ = await serve(url, tracer_provider=providers[1])
+    try:
+        ended = await server.manager.wait(run.run_id)
+        assert ended.status == pb.RUN_STATUS_SUCCEEDED
+    finally:
+        await server.stop(0)
+    [resumed] = [s for s in second.get_finished_spans() if s.name == "workflow.run sleep"]
+    assert resumed.parent is None
+    attributes = resumed.attributes or {}
+    assert attributes["workflow.resumed"] is True
+    assert attributes["workflow.run_id"] == run.run_id
+    assert attributes["workflow.status"] == "SUCCEEDED"
+    for provider in providers:
+        provider.shutdown()
+
+
+async def wait_for_step(manager: Any, run_id: str) -> None:
+    """Until the run's first step is under way."""
+    for _ in range(200):
+        active = manager.active.get(run_id)
+        if active is not None and active.run.last_sequence >= 2:  # RUN_STARTED, STEP_STARTED
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the run's step never started")
