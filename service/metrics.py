@@ -13,7 +13,7 @@ import inspect
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from threading import Thread
-from typing import Any
+from typing import Any, TypeAlias
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -245,7 +245,7 @@ class _MethodSeries:
 
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-Handler = grpc.RpcMethodHandler[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 def _failure_code(context: Ctx, error: BaseException) -> grpc.StatusCode:
@@ -328,8 +328,8 @@ def _written_response(
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every RPC. Install it first so it sees the calls other
-    interceptors refuse."""
+    """Counts and times every RPC it sees: install it before interceptors that refuse
+    calls, so refused calls count too."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics

@@ -86,19 +86,22 @@ class WorkflowServer:
         self.metrics: Metrics | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
         self._metrics_address = (metrics_host, metrics_port)
-        if metrics:
-            from .metrics import Metrics, MetricsInterceptor
-
-            self.metrics = Metrics(frozenset({f"/{SERVICE_NAME}/StreamEvents"}))
-            interceptors.append(MetricsInterceptor(self.metrics))
-            observe = self.metrics.observe
-            store.observe_append = self.metrics.store_append.observe
+        # Order: the RPC span outermost; metrics next, whose continuation then returns the
+        # same handler each call (it caches the measured one); interceptors that may refuse
+        # a call belong after both, so refused calls are traced and counted too.
         if tracer_provider is not None:
             from .tracing import Tracing
 
             tracing = Tracing(tracer_provider, SERVICE_NAME)
             interceptors.append(tracing.interceptor())
-            observe = combine(observe, tracing.observe)
+            observe = tracing.observe
+        if metrics:
+            from .metrics import Metrics, MetricsInterceptor
+
+            self.metrics = Metrics(frozenset({f"/{SERVICE_NAME}/StreamEvents"}))
+            interceptors.append(MetricsInterceptor(self.metrics))
+            observe = combine(self.metrics.observe, observe)
+            store.observe_append = self.metrics.store_append.observe
         self.manager = RunManager(
             workflows,
             store,

@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from service._pb import workflow_pb2 as pb
 
 from .conftest import Served, req, serve
+from .test_metrics import until
 
 
 class Traced(Served):
@@ -158,3 +159,35 @@ async def wait_for_step(manager: Any, run_id: str) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the run's step never started")
+
+
+async def test_tracing_and_metrics_together(store_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server, port = await serve(store_url, tracer_provider=provider, metrics=True, metrics_port=0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            t = Traced(server, port, channel)
+            t.exporter = exporter
+            _, _, metadata = traceparent()
+            for _ in range(2):
+                resp = await t.stub.RunWorkflow(
+                    req("flaky", failures=1, _wait=True), metadata=metadata
+                )
+                assert resp.run.status == pb.RUN_STATUS_SUCCEEDED
+            assert len(await t.spans("workflow.run flaky", 2)) == 2
+            assert len(await t.spans("workflow.step attempt", 4)) == 4
+            assert server.metrics_endpoint is not None
+            got = await until(
+                2,
+                server.metrics_endpoint.port,
+                "grpc_server_handled_total",
+                grpc_method="RunWorkflow",
+                grpc_code="OK",
+            )
+            assert got.value("workflow_step_failures_total", workflow="flaky") == 2
+            assert got.value("workflow_runs_ended_total", workflow="flaky", status="SUCCEEDED") == 2
+    finally:
+        await server.stop(0)
+        provider.shutdown()
