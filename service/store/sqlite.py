@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import logs
 from .._pb import workflow_pb2 as pb
 from .base import RunLog, RunQuery, Store, StoredRun, Unfinished
 
@@ -460,7 +461,7 @@ class SqliteStore(Store):
                     f"the run store {self.path} failed: {e}; the server takes no more runs "
                     "until it is fixed and restarted"
                 )
-                log.error("event=store_failed path=%s error=%s", self.path, e)
+                logs.event(log, logging.ERROR, "store_failed", path=str(self.path), error=str(e))
             try:
                 self._loop.call_soon_threadsafe(self._committed, committed, barriers, error)
             except RuntimeError:

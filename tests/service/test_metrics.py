@@ -152,3 +152,13 @@ async def test_metrics_off_installs_nothing(served: Served) -> None:
     assert server.manager.store.observe_append is None
     run = await served.start("echo", message="hi")
     assert run.run_id
+
+
+async def test_call_past_its_deadline_is_deadline_exceeded(metered: Served) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await metered.stub.RunWorkflow(req("sleep", seconds=5, _wait=True), timeout=0.2)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    got = await until(
+        1, metrics_port(metered), "grpc_server_handled_total", grpc_method="RunWorkflow"
+    )
+    assert got.value("grpc_server_handled_total", grpc_code="DEADLINE_EXCEEDED") == 1
