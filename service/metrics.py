@@ -121,7 +121,10 @@ class Metrics:
 
     def serve(self, host: str, port: int) -> MetricsEndpoint:
         """Serve /metrics over HTTP on a daemon thread; port 0 picks a free port."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as e:
+            raise OSError(f"metrics endpoint: cannot listen on {host}:{port}: {e}") from e
         return MetricsEndpoint(server, thread)
 
 

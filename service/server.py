@@ -153,7 +153,7 @@ class WorkflowServer:
         await self.server.stop(grace=2.0)
         await self.manager.store.close()
         if self.metrics_endpoint is not None:
-            self.metrics_endpoint.close()
+            await asyncio.to_thread(self.metrics_endpoint.close)
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -228,5 +228,5 @@ def main(argv: list[str] | None = None) -> None:
         pass
     try:
         runner(serve(config))
-    except (RegistryError, StoreError) as e:
+    except (RegistryError, StoreError, OSError) as e:
         sys.exit(f"workflow-server: {e}")

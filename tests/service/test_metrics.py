@@ -1,6 +1,8 @@
 """Prometheus metrics, scraped over HTTP from a real server's /metrics endpoint."""
 
 import asyncio
+import socket
+import sys
 import urllib.request
 from collections.abc import AsyncIterator
 
@@ -162,3 +164,20 @@ async def test_call_past_its_deadline_is_deadline_exceeded(metered: Served) -> N
         1, metrics_port(metered), "grpc_server_handled_total", grpc_method="RunWorkflow"
     )
     assert got.value("grpc_server_handled_total", grpc_code="DEADLINE_EXCEEDED") == 1
+
+
+async def test_metrics_port_in_use_stops_the_server_with_a_clear_message() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "service",
+            *("--port", "0", "--store", "memory", "--metrics-port", str(busy)),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert f"metrics endpoint: cannot listen on 127.0.0.1:{busy}".encode() in err
