@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from service._pb import workflow_pb2 as pb
@@ -181,3 +182,16 @@ async def test_metrics_port_in_use_stops_the_server_with_a_clear_message() -> No
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert f"metrics endpoint: cannot listen on 127.0.0.1:{busy}".encode() in err
+
+
+async def test_health_watch_written_with_context_write_is_counted(metered: Served) -> None:
+    health = health_pb2_grpc.HealthStub(metered.channel)
+    call = health.Watch(health_pb2.HealthCheckRequest(service=""))
+    first = await call.read()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    call.cancel()
+    watch = {"grpc_service": "grpc.health.v1.Health", "grpc_method": "Watch"}
+    got = await until(1, metrics_port(metered), "grpc_server_handled_total", **watch)
+    assert got.value("grpc_server_handled_total", grpc_code="CANCELLED", **watch) == 1
+    assert got.value("grpc_server_started_total", grpc_type="server_stream", **watch) == 1
+    assert got.value("workflow_open_streams") == 0
