@@ -33,6 +33,11 @@ class Config:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    log_format: str = "keyvalue"
+    metrics_port: int = 0
+    metrics_host: str | None = None  # None: the same as host
+    tracing: bool = False
+    otlp_endpoint: str | None = None
 
 
 def _env(name: str, default: str) -> str:
@@ -55,10 +60,6 @@ def duration(value: str) -> float | None:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{value!r}: must be positive")
     return seconds
-
-
-def _flag(name: str) -> bool:
-    return _env(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _limit(value: str) -> int | None:
@@ -84,6 +85,25 @@ class _RefuseSecret(argparse.Action):
             f"{self.option_strings[0]}: secrets are not accepted on the command line; use "
             "--auth-tokens-file or the WORKFLOW_AUTH_TOKENS environment variable"
         )
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value or "0")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value}: a port is 0-65535 (0: off)")
+    return port
+
+
+def _flag(value: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r}: expected true or false")
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -175,7 +195,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--insecure",
         action="store_true",
-        default=_flag("INSECURE"),
+        default=_env("INSECURE", "").strip().lower() in ("1", "true", "yes", "on"),
         help="allow serving a non-loopback --host without authentication",
     )
     p.add_argument(
@@ -196,7 +216,40 @@ def parse_args(argv: list[str] | None = None) -> Config:
         metavar="PEM",
         help="require client certificates signed by these CA certificates (mutual TLS)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("keyvalue", "json"),
+        default=_env("LOG_FORMAT", d.log_format),
+        help="key=value pairs or one JSON object per line",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=_env("METRICS_PORT", "0"),
+        help="serve Prometheus metrics at http://<metrics-host>:<port>/metrics (0: off)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=_env("METRICS_HOST", "") or None,
+        help="address the metrics endpoint binds (default: --host)",
+    )
+    p.add_argument(
+        "--tracing",
+        type=_flag,
+        nargs="?",
+        const=True,
+        default=_env("TRACING", "false"),
+        help="make OpenTelemetry spans for RPCs, runs and steps (exported with --otlp-endpoint)",
+    )
+    p.add_argument(
+        "--otlp-endpoint",
+        default=_env("OTLP_ENDPOINT", "") or None,
+        help="OTLP/gRPC collector for spans, e.g. http://localhost:4317 (default: "
+        "OTEL_EXPORTER_OTLP_ENDPOINT; neither: spans are not exported)",
+    )
     a = p.parse_args(argv)
+    if a.log_format not in ("keyvalue", "json"):
+        p.error(f"WORKFLOW_LOG_FORMAT={a.log_format!r}: expected keyvalue or json")
     return Config(
         host=a.host,
         port=a.port,
@@ -218,4 +271,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         tls_cert=a.tls_cert,
         tls_key=a.tls_key,
         tls_client_ca=a.tls_client_ca,
+        log_format=a.log_format,
+        metrics_port=a.metrics_port,
+        metrics_host=a.metrics_host,
+        tracing=a.tracing,
+        otlp_endpoint=a.otlp_endpoint,
     )

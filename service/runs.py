@@ -28,7 +28,7 @@ from engine import (
 )
 from engine.events import build_event
 
-from . import convert
+from . import convert, logs
 from ._pb import workflow_pb2 as pb
 from .concurrency import CONCURRENCY_KEY_LABEL, KeyLimiter, Overflow
 from .errors import (
@@ -41,6 +41,7 @@ from .errors import (
     TooManyRunsError,
     WorkflowNotFoundError,
 )
+from .observer import ObserveRun, RunObserver
 from .store import RunQuery, Store, StoredRun
 
 log = logging.getLogger("service.runs")
@@ -62,12 +63,14 @@ class ActiveRun(RunListener):
         "input",
         "key",
         "manager",
+        "observer",
         "queued",
         "resumed",
         "run",
         "seen",
         "slot",
         "store",
+        "trace_id",
     )
 
     def __init__(
@@ -77,6 +80,7 @@ class ActiveRun(RunListener):
         input: dict[str, Any],
         resumed: bool = False,
         seen: set[tuple[int, int]] | None = None,
+        trace_id: str | None = None,
     ) -> None:
         self.manager = manager
         self.input = input
@@ -95,6 +99,11 @@ class ActiveRun(RunListener):
         self.slot = False  # holds one of its key's slots
         # While it waits for a slot of its key: the events sent to it, delivered on start.
         self.queued: list[tuple[str, dict[str, Any]]] | None = None
+        self.trace_id = trace_id  # the caller's, for log lines
+        observe = manager.observe
+        self.observer: RunObserver | None = (
+            observe(run.run_id, run.workflow, resumed) if observe is not None else None
+        )
 
     def _emit(
         self,
@@ -122,28 +131,43 @@ class ActiveRun(RunListener):
         if terminal:
             self.store.update_run(run)  # the final record, with its last sequence
         self.store.append_event(event, terminal, key)
+        if self.observer is not None:
+            self.observer.event(kind)
 
     def run_started(self, run: WorkflowHandler, start_event: Event | None) -> None:
         self.run.status = pb.RUN_STATUS_RUNNING
         if self.resumed and self.run.last_sequence:
             self.store.update_run(self.run)
-            log.info(
-                "event=run_resumed run_id=%s workflow=%s after_sequence=%d",
-                self.run.run_id,
-                self.run.workflow,
-                self.run.last_sequence,
+            logs.event(
+                log,
+                logging.INFO,
+                "run_resumed",
+                run_id=self.run.run_id,
+                workflow=self.run.workflow,
+                after_sequence=self.run.last_sequence,
             )
             return
         self.run.started_at.CopyFrom(convert.now())
         self.store.update_run(self.run)
         self._emit(pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, self.input)
-        log.info("event=run_started run_id=%s workflow=%s", self.run.run_id, self.run.workflow)
+        logs.event(
+            log,
+            logging.INFO,
+            "run_started",
+            run_id=self.run.run_id,
+            workflow=self.run.workflow,
+            trace_id=self.trace_id,
+        )
 
     def step_started(
         self, run: WorkflowHandler, step: str, invocation: int, attempt: int, event: Event
     ) -> None:
         data = {"attempt": attempt, "invocation": invocation}
         self._emit(pb.EVENT_KIND_STEP_STARTED, type(event).__name__, step, data)
+        if self.observer is not None:
+            self.observer.step_started(step, invocation, attempt)
+        if attempt > 1:
+            self._log_step(logging.INFO, "step_retrying", step, invocation, attempt)
 
     def step_finished(
         self,
@@ -164,6 +188,32 @@ class ActiveRun(RunListener):
             data["error"] = f"{type(error).__name__}: {error}"
         type_name = type(result).__name__ if result is not None else ""
         self._emit(pb.EVENT_KIND_STEP_FINISHED, type_name, step, data)
+        if self.observer is not None:
+            self.observer.step_finished(step, invocation, attempt, duration, error)
+        if error is not None:
+            self._log_step(logging.WARNING, "step_failed", step, invocation, attempt, data["error"])
+
+    def _log_step(
+        self,
+        level: int,
+        what: str,
+        step: str,
+        invocation: int,
+        attempt: int,
+        error: str | None = None,
+    ) -> None:
+        logs.event(
+            log,
+            level,
+            what,
+            run_id=self.run.run_id,
+            workflow=self.run.workflow,
+            step=step,
+            invocation=invocation,
+            attempt=attempt,
+            error=error,
+            trace_id=self.trace_id,
+        )
 
     def stream_event(
         self, run: WorkflowHandler, event: Event, step: str | None, invocation: int, index: int
@@ -195,11 +245,14 @@ class ActiveRun(RunListener):
         try:
             text = json.dumps(handler.ctx.to_dict(), separators=(",", ":"))
         except (CheckpointError, TypeError, ValueError) as e:
-            log.error(
-                "event=checkpoint_failed run_id=%s workflow=%s error=%s",
-                self.run.run_id,
-                self.run.workflow,
-                json.dumps(str(e)),
+            logs.event(
+                log,
+                logging.ERROR,
+                "checkpoint_failed",
+                run_id=self.run.run_id,
+                workflow=self.run.workflow,
+                error=str(e),
+                trace_id=self.trace_id,
             )
             return
         self.store.save_checkpoint(self.run.run_id, text)
@@ -213,7 +266,7 @@ class ActiveRun(RunListener):
         self, run: WorkflowHandler, status: RunStatus, result: Any, error: BaseException | None
     ) -> None:
         if self.detached:
-            self._release()
+            self._release(None)
             return
         record = self.run
         record.status = convert.STATUS_TO_PB[status]
@@ -232,17 +285,23 @@ class ActiveRun(RunListener):
             data = {"type": type(error).__name__, "message": str(error), "step": step}
             type_name = type(error).__name__
         self._emit(convert.TERMINAL_KIND[status], type_name, None, data, terminal=True)
-        self._release()
-        log.info(
-            "event=run_ended run_id=%s workflow=%s status=%s duration_ms=%.1f%s",
-            record.run_id,
-            record.workflow,
-            status.value,
-            (time.perf_counter() - self.began) * 1000,
-            f" error={json.dumps(str(error))}" if error is not None else "",
+        self._release(status.value)
+        logs.event(
+            log,
+            logging.INFO,
+            "run_ended",
+            run_id=record.run_id,
+            workflow=record.workflow,
+            status=status.value,
+            duration_ms=round((time.perf_counter() - self.began) * 1000, 1),
+            error=str(error) if error is not None else None,
+            step=record.error.step or None,
+            trace_id=self.trace_id,
         )
 
-    def _release(self) -> None:
+    def _release(self, status: str | None) -> None:
+        if self.observer is not None:
+            self.observer.run_ended(status)
         self.manager.ended(self)
         if not self.done.done():
             self.done.set_result(None)
@@ -250,11 +309,13 @@ class ActiveRun(RunListener):
     def abandon(self, reason: str) -> None:
         """End a run that cannot be resumed as FAILED, saying why."""
         self.end_unstarted(RunStatus.FAILED, "ServerRestartedError", reason)
-        log.warning(
-            "event=run_abandoned run_id=%s workflow=%s reason=%s",
-            self.run.run_id,
-            self.run.workflow,
-            json.dumps(reason),
+        logs.event(
+            log,
+            logging.WARNING,
+            "run_abandoned",
+            run_id=self.run.run_id,
+            workflow=self.run.workflow,
+            reason=reason,
         )
 
     def end_unstarted(self, status: RunStatus, error_type: str, reason: str) -> None:
@@ -265,7 +326,7 @@ class ActiveRun(RunListener):
         record.error.CopyFrom(pb.RunError(type=error_type, message=reason))
         data = {"type": error_type, "message": reason, "step": ""}
         self._emit(convert.TERMINAL_KIND[status], error_type, None, data, terminal=True)
-        self._release()
+        self._release(status.value)
 
 
 class RunManager:
@@ -283,8 +344,10 @@ class RunManager:
         max_payload_bytes: int = 1024 * 1024,
         max_runs_per_key: int | None = None,
         key_overflow: Overflow = Overflow.QUEUE,
+        observe: ObserveRun | None = None,
     ) -> None:
         self.workflows = workflows
+        self.observe = observe  # metrics and tracing; None when both are off
         self.max_payload_bytes = max_payload_bytes
         self.store = store
         self.max_concurrent_runs = max_concurrent_runs
@@ -330,7 +393,9 @@ class RunManager:
                 "by reference instead"
             )
 
-    async def start(self, req: pb.RunWorkflowRequest) -> pb.Run:
+    async def start(self, req: pb.RunWorkflowRequest, trace_id: str | None = None) -> pb.Run:
+        """Start a run (or return the one ``req.run_id`` already names); ``trace_id`` is
+        the caller's, for log lines."""
         wf = self.workflow(req.workflow)
         self.check_payload("input", req.input)
         timeout = self._timeout(req)
@@ -380,7 +445,7 @@ class RunManager:
             if slot and key is not None:
                 self._pass_slot(key)
             return self._same_run(raced, fingerprint)
-        active = ActiveRun(self, run, data)
+        active = ActiveRun(self, run, data, trace_id=trace_id)
         active.key = key
         self.active[run.run_id] = active
         if key is None or slot:
@@ -390,12 +455,15 @@ class RunManager:
             assert self.keys is not None
             active.queued = []
             ahead = self.keys.wait(key, active)
-            log.info(
-                "event=run_queued run_id=%s workflow=%s concurrency_key=%s ahead=%d",
-                run.run_id,
-                run.workflow,
-                json.dumps(key),
-                ahead,
+            logs.event(
+                log,
+                logging.INFO,
+                "run_queued",
+                run_id=run.run_id,
+                workflow=run.workflow,
+                concurrency_key=key,
+                ahead=ahead,
+                trace_id=trace_id,
             )
         return run
 
@@ -446,7 +514,7 @@ class RunManager:
         try:
             self._launch(nxt, wf, wf.build_start_event(nxt.input), None, _stored_timeout(run))
         except Exception as e:
-            log.exception("event=queued_run_failed_to_start run_id=%s", run.run_id)
+            logs.event(log, logging.ERROR, "queued_run_failed", run_id=run.run_id, exc_info=True)
             nxt.end_unstarted(RunStatus.FAILED, type(e).__name__, f"the run could not start: {e}")
 
     @staticmethod
@@ -644,7 +712,7 @@ class RunManager:
             try:
                 await self.prune()
             except Exception:
-                log.exception("event=prune_failed")
+                logs.event(log, logging.ERROR, "prune_failed", exc_info=True)
             await asyncio.sleep(interval)
 
     async def prune(self, batch: int = 500) -> int:
@@ -661,7 +729,7 @@ class RunManager:
                 break
             await asyncio.sleep(0)
         if gone:
-            log.info("event=pruned runs=%d", gone)
+            logs.event(log, logging.INFO, "pruned", runs=gone)
         return gone
 
     # ---- shutdown ---------------------------------------------------------------------------
@@ -673,7 +741,7 @@ class RunManager:
             self._pruner.cancel()
         pending = [a.done for a in self.active.values()]
         if pending:
-            log.info("event=draining runs=%d grace_s=%g", len(pending), grace)
+            logs.event(log, logging.INFO, "draining", runs=len(pending), grace_s=grace)
             await asyncio.wait(pending, timeout=grace)
         if self.keys is not None:
             self.keys.waiting.clear()  # no queued run starts from here on
@@ -700,7 +768,7 @@ class RunManager:
         otherwise cancelled."""
         if self.store.durable and type(self.workflows[active.run.workflow]).durable:
             active.detached = True  # stays PENDING in the store, queued events with it
-            active._release()
+            active._release(None)
         else:
             active.end_unstarted(
                 RunStatus.CANCELLED,

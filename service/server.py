@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,17 +17,24 @@ from grpc_reflection.v1alpha import reflection
 
 from engine import Workflow
 
+from . import logs
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor, TokenRegistry, load_tokens
 from .concurrency import Overflow
 from .config import Config, parse_args
+from .observer import ObserveRun, combine
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
 from .security import SecuritySetupError, check_exposure
 from .servicer import WorkflowServicer
 from .store import MemoryStore, Store, StoreError, open_store
 from .tls import server_credentials
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from .metrics import Metrics, MetricsEndpoint
 
 log = logging.getLogger("service")
 
@@ -73,10 +80,39 @@ class WorkflowServer:
         shutdown_grace: float = 10.0,
         tokens: TokenRegistry | None = None,
         tls: grpc.ServerCredentials | None = None,
+        metrics: bool = False,
+        metrics_host: str | None = None,
+        metrics_port: int = 0,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
+        """``metrics``: collect Prometheus metrics and serve them on ``metrics_host`` (default:
+        the gRPC host) and ``metrics_port`` (0: any free port) once started.
+        ``tracer_provider``: make OpenTelemetry spans with it (None: no tracing)."""
+        store = store or MemoryStore()
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        observe: ObserveRun | None = None
+        self.metrics: Metrics | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        self._metrics_address = (metrics_host, metrics_port)
+        # Order: the RPC span outermost; metrics next, whose continuation then returns the
+        # same handler each call (it caches the measured one); interceptors that may refuse
+        # a call belong after both, so refused calls are traced and counted too.
+        if tracer_provider is not None:
+            from .tracing import Tracing
+
+            tracing = Tracing(tracer_provider, SERVICE_NAME)
+            interceptors.append(tracing.interceptor())
+            observe = tracing.observe
+        if metrics:
+            from .metrics import Metrics, MetricsInterceptor
+
+            self.metrics = Metrics(frozenset({f"/{SERVICE_NAME}/StreamEvents"}))
+            interceptors.append(MetricsInterceptor(self.metrics))
+            observe = combine(self.metrics.observe, observe)
+            store.observe_append = self.metrics.store_append.observe
         self.manager = RunManager(
             workflows,
-            store or MemoryStore(),
+            store,
             max_concurrent_runs=max_concurrent_runs,
             default_timeout=default_timeout,
             retention=retention,
@@ -84,14 +120,14 @@ class WorkflowServer:
             max_payload_bytes=max_payload_bytes,
             max_runs_per_key=max_runs_per_key,
             key_overflow=key_overflow,
+            observe=observe,
         )
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
         self.tls = tls
-        self.server = grpc.aio.server(
-            options=SERVER_OPTIONS,
-            interceptors=[AuthInterceptor(tokens)] if tokens is not None else None,
-        )
+        if tokens is not None:
+            interceptors.append(AuthInterceptor(tokens))
+        self.server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -113,6 +149,9 @@ class WorkflowServer:
             bound = self.server.add_insecure_port(address)
         if bound == 0:
             raise OSError(f"cannot listen on {host}:{port}")
+        if self.metrics is not None:
+            metrics_host, metrics_port = self._metrics_address
+            self.metrics_endpoint = self.metrics.serve(metrics_host or host, metrics_port)
         await self.manager.recover()
         await self.server.start()
         self.manager.start_pruning(self.prune_interval)
@@ -130,6 +169,8 @@ class WorkflowServer:
         await self.manager.shutdown(self.shutdown_grace if grace is None else grace)
         await self.server.stop(grace=2.0)
         await self.manager.store.close()
+        if self.metrics_endpoint is not None:
+            await asyncio.to_thread(self.metrics_endpoint.close)
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -168,6 +209,11 @@ def _security(
 async def serve(config: Config) -> None:
     workflows = load_workflows(config.workflows)
     tokens, tls = _security(config, workflows)
+    provider = None
+    if config.tracing:
+        from .tracing import make_provider
+
+        provider = make_provider(config.otlp_endpoint)
     server = WorkflowServer(
         workflows,
         store=open_store(config.store),
@@ -182,40 +228,40 @@ async def serve(config: Config) -> None:
         shutdown_grace=config.shutdown_grace,
         tokens=tokens,
         tls=tls,
+        metrics=config.metrics_port > 0,
+        metrics_host=config.metrics_host,
+        metrics_port=config.metrics_port,
+        tracer_provider=provider,
     )
     port = await server.start(config.host, config.port)
     _tune_gc()
-    log.info(
-        "event=listening address=%s:%d workflows=%s store=%s loop=%s",
-        config.host,
-        port,
-        ",".join(sorted(workflows)),
-        config.store,
-        type(asyncio.get_running_loop()).__module__.split(".")[0],
+    endpoint = server.metrics_endpoint
+    logs.event(
+        log,
+        logging.INFO,
+        "listening",
+        address=f"{config.host}:{port}",
+        workflows=",".join(sorted(workflows)),
+        store=config.store,
+        loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+        metrics=f"{config.metrics_host or config.host}:{endpoint.port}" if endpoint else None,
+        tracing=config.tracing or None,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("event=stopping grace_s=%g", config.shutdown_grace)
+    logs.event(log, logging.INFO, "stopping", grace_s=config.shutdown_grace)
     await server.stop()
-    log.info("event=stopped")
+    if provider is not None:
+        provider.shutdown()  # export what is still buffered
+    logs.event(log, logging.INFO, "stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
-    # Per-run log lines are on the hot path: skip the caller and process lookups they
-    # would otherwise do for fields the format never shows.
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    logging.basicConfig(
-        level=config.log_level,
-        format="time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(config.log_level, config.log_format)
     runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     try:
         import uvloop  # optional: faster loop when installed
@@ -225,5 +271,5 @@ def main(argv: list[str] | None = None) -> None:
         pass
     try:
         runner(serve(config))
-    except (RegistryError, StoreError, SecuritySetupError) as e:
+    except (RegistryError, StoreError, SecuritySetupError, OSError) as e:
         sys.exit(f"workflow-server: {e}")

@@ -12,6 +12,7 @@ from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import Scope, allowed_workflows, authorize
 from .errors import InvalidArgumentError, grpc_errors
+from .logs import caller_trace_id
 from .runs import RunManager
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -43,7 +44,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     ) -> pb.RunWorkflowResponse:
         async with grpc_errors(context):
             authorize(Scope.RUN, request.workflow)
-            run = await self.manager.start(request)
+            trace_id = caller_trace_id(context.invocation_metadata())
+            run = await self.manager.start(request, trace_id)
             if request.wait:
                 run = await self.manager.wait(run.run_id)  # durable once it answers
             else:
@@ -63,7 +65,8 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                 )
             if target == "start":
                 authorize(Scope.RUN, request.start.workflow)
-                run_id = (await self.manager.start(request.start)).run_id
+                trace_id = caller_trace_id(context.invocation_metadata())
+                run_id = (await self.manager.start(request.start, trace_id)).run_id
             else:
                 run_id = request.run_id
                 await self._authorize_run(Scope.READ, run_id)

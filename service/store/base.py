@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from .._pb import workflow_pb2 as pb
@@ -94,6 +94,10 @@ class Store(ABC):
 
     #: Whether runs survive a restart here (and so may be resumed rather than cancelled).
     durable: bool = False
+
+    #: Called with the seconds each append (in memory) or batch commit (on disk) took;
+    #: set by the server when metrics are on. May be called from a writer thread.
+    observe_append: Callable[[float], None] | None = None
 
     def save_checkpoint(self, run_id: str, checkpoint: str) -> None:  # noqa: B027
         """Keep the run's latest engine checkpoint (JSON); only durable stores need to."""

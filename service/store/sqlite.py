@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import logs
 from .._pb import workflow_pb2 as pb
 from .base import RunLog, RunQuery, Store, StoredRun, Unfinished
 
@@ -405,8 +406,12 @@ class SqliteStore(Store):
             committed: dict[str, tuple[int, bool]] = {}
             barriers: list[asyncio.Future[None]] = []
             error: StoreUnavailableError | None = None
+            observe = self.observe_append
+            began = time.perf_counter()
             try:
                 _apply(conn, batch, committed, barriers)
+                if observe is not None:
+                    observe(time.perf_counter() - began)
             except sqlite3.Error as e:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -415,7 +420,7 @@ class SqliteStore(Store):
                     f"the run store {self.path} failed: {e}; the server takes no more runs "
                     "until it is fixed and restarted"
                 )
-                log.error("event=store_failed path=%s error=%s", self.path, e)
+                logs.event(log, logging.ERROR, "store_failed", path=str(self.path), error=str(e))
             try:
                 self._loop.call_soon_threadsafe(self._committed, committed, barriers, error)
             except RuntimeError:

@@ -2,6 +2,8 @@
 
 import asyncio
 
+from opentelemetry import trace
+
 from engine import Context, HumanResponseEvent, StartEvent, StopEvent, Workflow, step
 
 
@@ -46,8 +48,17 @@ class LateWaitWorkflow(Workflow):
         return StopEvent(result=answer.response)
 
 
+class SpanWorkflow(Workflow):
+    """Returns the id of the span current while its step runs (0: none)."""
+
+    @step
+    async def look(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=format(trace.get_current_span().get_span_context().span_id, "016x"))
+
+
 TEST_WORKFLOWS: dict[str, Workflow] = {
     "sleep": SleepWorkflow(),
     "failing": FailingWorkflow(),
     "late_wait": LateWaitWorkflow(),
+    "current_span": SpanWorkflow(),
 }

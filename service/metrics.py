@@ -1,0 +1,374 @@
+"""Prometheus metrics: standard gRPC server metrics and the workflow engine's own.
+
+Each server has its own registry (several servers may share a process). Label children are
+looked up once per method, workflow, step or status and then kept, so the per-call and
+per-event cost is an increment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from threading import Thread
+from typing import Any, TypeAlias
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from ._pb import workflow_pb2 as pb
+from .observer import RunObserver
+
+_STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+
+
+class Metrics:
+    """Every metric of one server, in its own registry."""
+
+    def __init__(self, streaming_methods: frozenset[str] = frozenset()) -> None:
+        self.registry = r = CollectorRegistry()
+        rpc = ("grpc_type", "grpc_service", "grpc_method")
+        self.rpc_started = Counter(
+            "grpc_server_started", "RPCs started on the server.", rpc, registry=r
+        )
+        self.rpc_handled = Counter(
+            "grpc_server_handled",
+            "RPCs completed on the server, whatever their status code.",
+            (*rpc, "grpc_code"),
+            registry=r,
+        )
+        self.rpc_seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Time from the start of an RPC until the server finished it (a stream: its end).",
+            rpc,
+            registry=r,
+        )
+        self.rpc_msg_sent = Counter(
+            "grpc_server_msg_sent",
+            "Messages the server sent on streams, counted when each stream ends.",
+            rpc,
+            registry=r,
+        )
+        self.open_streams = Gauge(
+            "workflow_open_streams", "StreamEvents calls in progress.", registry=r
+        )
+        self.runs_started = Counter(
+            "workflow_runs_started", "Runs started.", ("workflow",), registry=r
+        )
+        self.runs_resumed = Counter(
+            "workflow_runs_resumed",
+            "Runs resumed from the store after a restart.",
+            ("workflow",),
+            registry=r,
+        )
+        self.runs_ended = Counter(
+            "workflow_runs_ended",
+            "Runs ended, by final status.",
+            ("workflow", "status"),
+            registry=r,
+        )
+        self.runs_in_flight = Gauge(
+            "workflow_runs_in_flight", "Runs going on now.", ("workflow",), registry=r
+        )
+        self.step_seconds = Histogram(
+            "workflow_step_duration_seconds",
+            "Duration of each step attempt, failed ones included.",
+            ("workflow", "step"),
+            registry=r,
+        )
+        self.step_failures = Counter(
+            "workflow_step_failures",
+            "Step attempts that raised (each retry that fails counts).",
+            ("workflow", "step"),
+            registry=r,
+        )
+        self.events = Counter(
+            "workflow_events",
+            "Events appended to run logs, by kind.",
+            ("workflow", "kind"),
+            registry=r,
+        )
+        self.store_append = Histogram(
+            "workflow_store_append_seconds",
+            "Time to store appended events: one batch commit (sqlite) or one append (memory).",
+            registry=r,
+            buckets=_STORE_BUCKETS,
+        )
+        self._streaming_methods = streaming_methods
+        self._workflows: dict[str, _WorkflowSeries] = {}
+        self._methods: dict[str, _MethodSeries] = {}
+
+    # ---- runs -----------------------------------------------------------------------------
+
+    def observe(self, run_id: str, workflow: str, resumed: bool) -> RunObserver:
+        series = self._workflows.get(workflow)
+        if series is None:
+            series = self._workflows[workflow] = _WorkflowSeries(self, workflow)
+        (series.resumed if resumed else series.started).inc()
+        series.in_flight.inc()
+        return _RunMetrics(series)
+
+    # ---- RPCs -----------------------------------------------------------------------------
+
+    def method(self, method: str, kind: str) -> _MethodSeries:
+        series = self._methods.get(method)
+        if series is None:
+            series = self._methods[method] = _MethodSeries(self, method, kind)
+        return series
+
+    def serve(self, host: str, port: int) -> MetricsEndpoint:
+        """Serve /metrics over HTTP on a daemon thread; port 0 picks a free port."""
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as e:
+            raise OSError(f"metrics endpoint: cannot listen on {host}:{port}: {e}") from e
+        return MetricsEndpoint(server, thread)
+
+
+class MetricsEndpoint:
+    def __init__(self, server: WSGIServer, thread: Thread) -> None:
+        self.server = server
+        self.thread = thread
+        self.port: int = server.server_port
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class _WorkflowSeries:
+    """One workflow's label children."""
+
+    __slots__ = (
+        "ended",
+        "events",
+        "failures",
+        "in_flight",
+        "metrics",
+        "resumed",
+        "started",
+        "steps",
+        "workflow",
+    )
+
+    def __init__(self, metrics: Metrics, workflow: str) -> None:
+        self.metrics = metrics
+        self.workflow = workflow
+        self.started = metrics.runs_started.labels(workflow)
+        self.resumed = metrics.runs_resumed.labels(workflow)
+        self.in_flight = metrics.runs_in_flight.labels(workflow)
+        self.ended: dict[str, Counter] = {}
+        self.steps: dict[str, Histogram] = {}
+        self.failures: dict[str, Counter] = {}
+        self.events: dict[int, Counter] = {}
+
+    def step(self, step: str) -> Histogram:
+        child = self.steps.get(step)
+        if child is None:
+            child = self.steps[step] = self.metrics.step_seconds.labels(self.workflow, step)
+        return child
+
+    def failure(self, step: str) -> Counter:
+        child = self.failures.get(step)
+        if child is None:
+            child = self.failures[step] = self.metrics.step_failures.labels(self.workflow, step)
+        return child
+
+    def event(self, kind: int) -> Counter:
+        name = pb.EventKind.Name(kind).removeprefix("EVENT_KIND_")  # type: ignore[arg-type]
+        child = self.events[kind] = self.metrics.events.labels(self.workflow, name)
+        return child
+
+    def end(self, status: str) -> Counter:
+        child = self.ended.get(status)
+        if child is None:
+            child = self.ended[status] = self.metrics.runs_ended.labels(self.workflow, status)
+        return child
+
+
+class _RunMetrics(RunObserver):
+    __slots__ = ("series",)
+
+    def __init__(self, series: _WorkflowSeries) -> None:
+        self.series = series
+
+    def step_finished(
+        self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
+    ) -> None:
+        self.series.step(step).observe(duration)
+        if error is not None:
+            self.series.failure(step).inc()
+
+    def event(self, kind: pb.EventKind.ValueType) -> None:
+        child = self.series.events.get(kind)
+        (child or self.series.event(kind)).inc()
+
+    def run_ended(self, status: str | None) -> None:
+        self.series.in_flight.dec()
+        if status is not None:
+            self.series.end(status).inc()
+
+
+# ---- the gRPC interceptor -----------------------------------------------------------------
+
+_RPC_TYPES = {
+    (False, False): "unary",
+    (False, True): "server_stream",
+    (True, False): "client_stream",
+    (True, True): "bidi_stream",
+}
+
+
+class _MethodSeries:
+    """One RPC method's label children."""
+
+    __slots__ = ("handled", "labels", "metrics", "open", "seconds", "sent", "started")
+
+    def __init__(self, metrics: Metrics, method: str, kind: str) -> None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        self.metrics = metrics
+        self.labels = (kind, service, name)
+        self.started = metrics.rpc_started.labels(*self.labels)
+        self.seconds = metrics.rpc_seconds.labels(*self.labels)
+        self.sent = metrics.rpc_msg_sent.labels(*self.labels)
+        self.handled: dict[grpc.StatusCode, Counter] = {}
+        self.open = metrics.open_streams if method in metrics._streaming_methods else None
+
+    def done(self, code: grpc.StatusCode, began: float) -> None:
+        child = self.handled.get(code)
+        if child is None:
+            child = self.metrics.rpc_handled.labels(*self.labels, code.name)
+            self.handled[code] = child
+        child.inc()
+        self.seconds.observe(time.perf_counter() - began)
+
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+def _failure_code(context: Ctx, error: BaseException) -> grpc.StatusCode:
+    """The status an RPC ended with when its handler raised ``error``."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        # The call went away: the client cancelled it or its deadline passed.
+        return grpc.StatusCode.DEADLINE_EXCEEDED if _expired(context) else grpc.StatusCode.CANCELLED
+    code = context.code()  # set by abort()
+    return code if code is not None else grpc.StatusCode.UNKNOWN
+
+
+def _expired(context: Ctx) -> bool:
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= 0
+
+
+def _unary_response(
+    series: _MethodSeries, behavior: Callable[[Any, Ctx], Awaitable[Any]]
+) -> Callable[[Any, Ctx], Awaitable[Any]]:
+    async def handle(request: Any, context: Ctx) -> Any:
+        series.started.inc()
+        began = time.perf_counter()
+        try:
+            response = await behavior(request, context)
+        except BaseException as e:
+            series.done(_failure_code(context, e), began)
+            raise
+        code = context.code()
+        series.done(code if code is not None else grpc.StatusCode.OK, began)
+        return response
+
+    return handle
+
+
+def _streamed_response(
+    series: _MethodSeries, behavior: Callable[[Any, Ctx], AsyncGenerator[Any, None]]
+) -> Callable[[Any, Ctx], AsyncGenerator[Any, None]]:
+    async def handle(request: Any, context: Ctx) -> AsyncGenerator[Any, None]:
+        series.started.inc()
+        if series.open is not None:
+            series.open.inc()
+        began = time.perf_counter()
+        sent = 0
+        try:
+            async with contextlib.aclosing(behavior(request, context)) as responses:
+                async for response in responses:
+                    sent += 1
+                    yield response
+        except BaseException as e:
+            series.done(_failure_code(context, e), began)
+            raise
+        else:
+            code = context.code()
+            series.done(code if code is not None else grpc.StatusCode.OK, began)
+        finally:
+            if sent:
+                series.sent.inc(sent)
+            if series.open is not None:
+                series.open.dec()
+
+    return handle
+
+
+def _written_response(
+    series: _MethodSeries, behavior: Callable[[Any, Ctx], Awaitable[None]]
+) -> Callable[[Any, Ctx], Awaitable[None]]:
+    """A streaming handler that writes with ``context.write`` (its messages go uncounted)."""
+    unary = _unary_response(series, behavior)
+
+    async def handle(request: Any, context: Ctx) -> None:
+        if series.open is not None:
+            series.open.inc()
+        try:
+            await unary(request, context)
+        finally:
+            if series.open is not None:
+                series.open.dec()
+
+    return handle
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times every RPC it sees: install it before interceptors that refuse
+    calls, so refused calls count too."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        # method -> (the handler as found, the same handler measured)
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None  # unknown method: grpc answers UNIMPLEMENTED
+        method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any) -> Handler:
+        kind = _RPC_TYPES[(handler.request_streaming, handler.response_streaming)]
+        series = self.metrics.method(method, kind)
+        attr = {
+            "unary": "unary_unary",
+            "server_stream": "unary_stream",
+            "client_stream": "stream_unary",
+            "bidi_stream": "stream_stream",
+        }[kind]
+        behavior = getattr(handler, attr)
+        if not handler.response_streaming:
+            measured: Any = _unary_response(series, behavior)
+        elif inspect.isasyncgenfunction(behavior):
+            measured = _streamed_response(series, behavior)
+        else:
+            measured = _written_response(series, behavior)
+        return handler._replace(**{attr: measured})  # type: ignore[no-any-return]

@@ -1,0 +1,74 @@
+"""How metrics and tracing hear what a run does.
+
+The run manager asks an :data:`ObserveRun` factory for one :class:`RunObserver` per run
+when the run starts (inside the RPC that started it, so tracing can parent the run to the
+call). With metrics and tracing both off there is no factory and runs skip every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ._pb import workflow_pb2 as pb
+
+
+class RunObserver:
+    """Hears one run; every method does nothing by default. Called on the event loop."""
+
+    __slots__ = ()
+
+    def step_started(self, step: str, invocation: int, attempt: int) -> None:
+        """An attempt of a step began (in the step's own task)."""
+
+    def step_finished(
+        self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
+    ) -> None:
+        """The attempt ended after ``duration`` seconds, failed when ``error`` is set."""
+
+    def event(self, kind: pb.EventKind.ValueType) -> None:
+        """The run appended an event of ``kind`` to its log."""
+
+    def run_ended(self, status: str | None) -> None:
+        """The run ended with ``status`` (a RunStatus value), or None when it was left
+        unfinished for the next server to resume."""
+
+
+#: (run_id, workflow, resumed) -> the observer of that run.
+ObserveRun = Callable[[str, str, bool], RunObserver]
+
+
+class _Both(RunObserver):
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: RunObserver, b: RunObserver) -> None:
+        self.a = a
+        self.b = b
+
+    def step_started(self, step: str, invocation: int, attempt: int) -> None:
+        self.a.step_started(step, invocation, attempt)
+        self.b.step_started(step, invocation, attempt)
+
+    def step_finished(
+        self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
+    ) -> None:
+        self.a.step_finished(step, invocation, attempt, duration, error)
+        self.b.step_finished(step, invocation, attempt, duration, error)
+
+    def event(self, kind: pb.EventKind.ValueType) -> None:
+        self.a.event(kind)
+        self.b.event(kind)
+
+    def run_ended(self, status: str | None) -> None:
+        self.a.run_ended(status)
+        self.b.run_ended(status)
+
+
+def combine(a: ObserveRun | None, b: ObserveRun | None) -> ObserveRun | None:
+    """One factory for both, or the one that is set, or None."""
+    if a is None or b is None:
+        return a or b
+
+    def both(run_id: str, workflow: str, resumed: bool) -> RunObserver:
+        return _Both(a(run_id, workflow, resumed), b(run_id, workflow, resumed))
+
+    return both
