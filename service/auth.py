@@ -23,7 +23,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import grpc
 
@@ -273,7 +273,11 @@ def load_tokens(path: str | None, inline: str | None) -> tuple[TokenRegistry, st
 class Caller:
     principal: Principal
     method: str
-    peer: str
+    context: grpc.aio.ServicerContext[Any, Any]
+
+    @property
+    def peer(self) -> str:
+        return str(self.context.peer())  # looked up only when a refusal is logged
 
 
 _CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
@@ -321,6 +325,7 @@ def _log_rejection(
 # ---- the interceptor -----------------------------------------------------------------------
 
 Behavior = Callable[..., Any]  # a handler: (request or request iterator, context)
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
     Continuation = Callable[
         [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
@@ -335,37 +340,84 @@ _UNKNOWN = (
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call but health checks and checks its method's scope."""
+    """Authenticates every call but health checks and checks its method's scope.
+
+    The check runs inside the handler, from the call's own metadata, so each method's
+    guarded handler is built once and reused (and interceptors before this one can cache
+    what they build on it too)."""
 
     def __init__(self, tokens: TokenRegistry) -> None:
         self.tokens = tokens
+        # method -> (the handler as found, the same handler guarded)
+        self._guarded: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method
+        method: str = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler  # an unknown method gets UNIMPLEMENTED as usual
-        credential = _bearer(handler_call_details.invocation_metadata)
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        guarded = _rebuild(handler, lambda behavior: self._guard(behavior, method))
+        self._guarded[method] = (handler, guarded)
+        return guarded
+
+    def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        """The caller of this call; raises (and logs) when its token is missing, unknown
+        or not allowed the method."""
+        credential = _bearer(context.invocation_metadata())
+        principal = None
+        error: ServiceError
         if credential is None:
-            return _rejecting(
-                handler, method, "missing_token", None, UnauthenticatedError(_MISSING)
-            )
-        if not credential:
-            return _rejecting(
-                handler, method, "malformed_token", None, UnauthenticatedError(_MALFORMED)
-            )
-        principal = self.tokens.authenticate(credential)
-        if principal is None:
-            return _rejecting(
-                handler, method, "unknown_token", None, UnauthenticatedError(_UNKNOWN)
-            )
-        try:
-            principal.check(required_scope(method))
-        except PermissionDeniedError as e:
-            return _rejecting(handler, method, "permission_denied", principal.name, e)
-        return _rebuild(handler, lambda behavior: _bind(behavior, principal, method))
+            reason, error = "missing_token", UnauthenticatedError(_MISSING)
+        elif not credential:
+            reason, error = "malformed_token", UnauthenticatedError(_MALFORMED)
+        else:
+            principal = self.tokens.authenticate(credential)
+            if principal is None:
+                reason, error = "unknown_token", UnauthenticatedError(_UNKNOWN)
+            else:
+                try:
+                    principal.check(required_scope(method))
+                    return Caller(principal, method, context)
+                except PermissionDeniedError as e:
+                    reason, error = "permission_denied", e
+        _log_rejection(
+            method, reason, str(context.peer()), principal.name if principal else None, error
+        )
+        raise error
+
+    def _guard(self, behavior: Behavior, method: str) -> Behavior:
+        """``behavior`` run only for an admitted caller, who is set in its context for the
+        servicer to read."""
+        admit = self.admit
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                try:
+                    caller = admit(method, context)
+                except ServiceError as e:
+                    await _refuse(context, e)
+                _CALLER.set(caller)
+                async for item in behavior(request, context):
+                    yield item
+
+            return stream
+
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                caller = admit(method, context)
+            except ServiceError as e:
+                await _refuse(context, e)
+            _CALLER.set(caller)
+            return await behavior(request, context)
+
+        return call
 
 
 def _bearer(metadata: Any) -> str | None:
@@ -379,50 +431,15 @@ def _bearer(metadata: Any) -> str | None:
     return None
 
 
-def _bind(behavior: Behavior, principal: Principal, method: str) -> Behavior:
-    """``behavior`` with the caller set in its context for the servicer to read."""
-    if inspect.isasyncgenfunction(behavior):
-
-        async def stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            _CALLER.set(Caller(principal, method, context.peer()))
-            async for item in behavior(request, context):
-                yield item
-
-        return stream
-
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        _CALLER.set(Caller(principal, method, context.peer()))
-        return await behavior(request, context)
-
-    return call
+async def _refuse(context: grpc.aio.ServicerContext[Any, Any], error: ServiceError) -> NoReturn:
+    """Answer with ``error``'s status, through the same error map as every handler."""
+    async with grpc_errors(context):
+        raise error
+    raise AssertionError("grpc_errors always aborts")
 
 
-def _rejecting(
-    handler: grpc.RpcMethodHandler[Any, Any],
-    method: str,
-    reason: str,
-    token_name: str | None,
-    error: ServiceError,
-) -> grpc.RpcMethodHandler[Any, Any]:
-    """A handler of the same kind that answers with ``error``'s status, through the same
-    error map as every handler. The request is never deserialized."""
-
-    async def reject(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        _log_rejection(method, reason, context.peer(), token_name, error)
-        async with grpc_errors(context):
-            raise error
-
-    return _rebuild(handler, lambda _: reject, raw_requests=True)
-
-
-def _rebuild(
-    handler: grpc.RpcMethodHandler[Any, Any],
-    wrap: Callable[[Behavior], Behavior],
-    raw_requests: bool = False,
-) -> grpc.RpcMethodHandler[Any, Any]:
-    deserializer = None if raw_requests else handler.request_deserializer
+def _rebuild(handler: Handler, wrap: Callable[[Behavior], Behavior]) -> Handler:
+    deserializer = handler.request_deserializer
     serializer = handler.response_serializer
     if handler.request_streaming and handler.response_streaming:
         assert handler.stream_stream is not None
