@@ -18,6 +18,7 @@ from engine import (
     CheckpointError,
     Context,
     Event,
+    EventValidationError,
     InputRequiredEvent,
     RunListener,
     RunStatus,
@@ -30,7 +31,11 @@ from engine.events import build_event
 from . import convert
 from ._pb import workflow_pb2 as pb
 from .errors import (
+    EventTypeUnknownError,
     InvalidArgumentError,
+    InvalidDataError,
+    PayloadTooLargeError,
+    ResultTooLargeError,
     RunAlreadyExistsError,
     RunEndedError,
     RunNotFoundError,
@@ -206,12 +211,19 @@ class ActiveRun(RunListener):
             self._release()
             return
         record = self.run
-        record.status = convert.STATUS_TO_PB[status]
-        record.ended_at.CopyFrom(convert.now())
         data: dict[str, Any]
         if error is None:
             result = convert.jsonable(result)
-            record.result.CopyFrom(convert.to_value(result))
+            value = convert.to_value(result)
+            if value.ByteSize() > self.manager.max_result_bytes:
+                # Larger results would make every read of the run fail at the message limit.
+                status = RunStatus.FAILED
+                error = ResultTooLargeError(value.ByteSize(), self.manager.max_result_bytes)
+            else:
+                record.result.CopyFrom(value)
+        record.status = convert.STATUS_TO_PB[status]
+        record.ended_at.CopyFrom(convert.now())
+        if error is None:
             data = {"result": result}
             type_name = "StopEvent"
         else:
@@ -267,9 +279,11 @@ class RunManager:
         retention: float | None = None,
         max_ended_runs: int | None = None,
         max_payload_bytes: int = 1024 * 1024,
+        max_result_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.workflows = workflows
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self.store = store
         self.max_concurrent_runs = max_concurrent_runs
         self.default_timeout = default_timeout
@@ -285,7 +299,7 @@ class RunManager:
         wf = self.workflows.get(name)
         if wf is None:
             if not name:
-                raise InvalidArgumentError("workflow: the workflow name is required")
+                raise InvalidArgumentError("workflow", "the workflow name is required")
             raise WorkflowNotFoundError(name, list(self.workflows))
         return wf
 
@@ -295,19 +309,16 @@ class RunManager:
         seconds = req.timeout.seconds + req.timeout.nanos / 1e9
         if seconds <= 0:
             raise InvalidArgumentError(
-                f"timeout: must be a positive duration, got {seconds:g}s "
-                "(leave it unset for the server's default)"
+                "timeout",
+                f"must be a positive duration, got {seconds:g}s "
+                "(leave it unset for the server's default)",
             )
         return seconds
 
     def check_payload(self, field: str, message: Message) -> None:
         size = message.ByteSize()
         if size > self.max_payload_bytes:
-            raise InvalidArgumentError(
-                f"{field}: {size} bytes is more than this server accepts "
-                f"({self.max_payload_bytes} bytes, --max-payload-bytes); pass large data "
-                "by reference instead"
-            )
+            raise PayloadTooLargeError(field, size, self.max_payload_bytes)
 
     async def start(self, req: pb.RunWorkflowRequest) -> pb.Run:
         wf = self.workflow(req.workflow)
@@ -318,8 +329,9 @@ class RunManager:
         if req.run_id:
             if not _RUN_ID.match(req.run_id):
                 raise InvalidArgumentError(
-                    "run_id: use 1-128 letters, digits, '.', '_', ':' or '-', "
-                    "starting with a letter or digit"
+                    "run_id",
+                    "use 1-128 letters, digits, '.', '_', ':' or '-', "
+                    "starting with a letter or digit",
                 )
             existing = await self.store.get_run(req.run_id)
             if existing is not None:
@@ -329,9 +341,13 @@ class RunManager:
         if len(self.active) >= self.max_concurrent_runs:
             raise TooManyRunsError(
                 f"the server is running its maximum of {self.max_concurrent_runs} concurrent "
-                "runs; retry later"
+                "runs; retry later",
+                metadata={"limit": self.max_concurrent_runs},
             )
-        start_event = wf.build_start_event(data)
+        try:
+            start_event = wf.build_start_event(data)
+        except EventValidationError as e:
+            raise InvalidDataError("input", e, reason="INPUT_INVALID", workflow=req.workflow) from e
         run = pb.Run(
             run_id=req.run_id or uuid.uuid4().hex,
             workflow=req.workflow,
@@ -365,7 +381,8 @@ class RunManager:
             raise RunAlreadyExistsError(
                 f"run_id '{existing.run.run_id}' already names a run of workflow "
                 f"'{existing.run.workflow}' with a different input; choose a new run_id "
-                "or repeat the original request exactly"
+                "or repeat the original request exactly",
+                metadata={"run_id": existing.run.run_id, "workflow": existing.run.workflow},
             )
         return existing.run
 
@@ -376,7 +393,7 @@ class RunManager:
 
     async def get(self, run_id: str) -> pb.Run:
         if not run_id:
-            raise InvalidArgumentError("run_id: required")
+            raise InvalidArgumentError("run_id", "required")
         stored = await self.store.get_run(run_id)
         if stored is None:
             raise RunNotFoundError(run_id)
@@ -397,7 +414,8 @@ class RunManager:
         if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
             raise RunEndedError(
                 f"run '{run_id}' already ended as {_status_name(run.status)}; "
-                "only a run that is still going can be cancelled"
+                "only a run that is still going can be cancelled",
+                metadata={"run_id": run_id, "status": _status_name(run.status)},
             )
         active.handler.cancel_run()
         await asyncio.shield(active.done)
@@ -410,17 +428,24 @@ class RunManager:
         if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
             raise RunEndedError(
                 f"run '{run_id}' already ended as {_status_name(run.status)}; "
-                "it accepts no more events"
+                "it accepts no more events",
+                metadata={"run_id": run_id, "status": _status_name(run.status)},
             )
         accepted = {t.__name__: t for t in active.handler.workflow.external_event_types()}
         cls = accepted.get(type_name)
         if cls is None:
             names = ", ".join(sorted(accepted)) or "none"
-            raise InvalidArgumentError(
-                f"type: workflow '{run.workflow}' accepts no event '{type_name}' from outside "
-                f"(it accepts: {names})"
+            raise EventTypeUnknownError(
+                "type",
+                f"workflow '{run.workflow}' accepts no event '{type_name}' from outside "
+                f"(it accepts: {names})",
+                metadata={"run_id": run_id, "workflow": run.workflow, "type": type_name},
             )
-        active.handler.ctx.send_event(build_event(cls, data))
+        try:
+            event = build_event(cls, data)
+        except EventValidationError as e:
+            raise InvalidDataError("data", e, reason="EVENT_INVALID", run_id=run_id) from e
+        active.handler.ctx.send_event(event)
         if self.store.durable:
             # Acknowledge only once the event is in a checkpoint: it must survive a crash.
             active.save_checkpoint()
@@ -429,7 +454,7 @@ class RunManager:
 
     async def list_runs(self, req: pb.ListRunsRequest) -> pb.ListRunsResponse:
         if req.page_size < 0:
-            raise InvalidArgumentError("page_size: must not be negative")
+            raise InvalidArgumentError("page_size", "must not be negative")
         if req.workflow and req.workflow not in self.workflows:
             raise WorkflowNotFoundError(req.workflow, list(self.workflows))
         query = RunQuery(
@@ -452,7 +477,8 @@ class RunManager:
         except ShuttingDownError:
             raise ShuttingDownError(
                 "the server is restarting and the run will go on after it; reconnect and "
-                f"resume with after_sequence={after}"
+                f"resume with after_sequence={after}",
+                metadata={"run_id": run_id, "after_sequence": after},
             ) from None
 
     # ---- resuming after a restart ---------------------------------------------------------
@@ -585,5 +611,5 @@ def _decode_token(token: str) -> int:
         return value
     except Exception:
         raise InvalidArgumentError(
-            "page_token: not a token this server issued; pass next_page_token unchanged"
+            "page_token", "not a token this server issued; pass next_page_token unchanged"
         ) from None

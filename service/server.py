@@ -31,13 +31,18 @@ SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 
 # Explicit limits on both directions (clients should use the same; see README).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-SERVER_OPTIONS = [
+SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # Notice dead peers on long, idle streams: ping every 30 s, give up after 10 s.
+    # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (--max-streams-per-connection): calls beyond it
+    # on one connection wait in the client's transport for a free stream.
+    ("grpc.max_concurrent_streams", 1000),
+    # Notice dead peers on long, idle streams (--keepalive-time/--keepalive-timeout): ping
+    # every 30 s, drop the connection and its calls when an answer takes over 10 s.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # Clients may ping this often without data before being sent GOAWAY (too_many_pings).
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     # grpc core cancels calls that arrive faster than the loop accepts them once more than
@@ -48,6 +53,20 @@ SERVER_OPTIONS = [
     # 10,000 starts the loop may take longer than that to accept them all.
     ("grpc.server_max_unrequested_time_in_server", 600),
 ]
+
+
+def server_options(
+    max_streams_per_connection: int = 1000,
+    keepalive_time: float = 30.0,
+    keepalive_timeout: float = 10.0,
+) -> list[tuple[str, int]]:
+    """SERVER_OPTIONS with the configurable limits applied."""
+    chosen = {
+        "grpc.max_concurrent_streams": max_streams_per_connection,
+        "grpc.keepalive_time_ms": round(keepalive_time * 1000),
+        "grpc.keepalive_timeout_ms": round(keepalive_timeout * 1000),
+    }
+    return [(key, chosen.get(key, value)) for key, value in SERVER_OPTIONS]
 
 
 class WorkflowServer:
@@ -63,8 +82,12 @@ class WorkflowServer:
         retention: float | None = None,
         max_ended_runs: int | None = None,
         max_payload_bytes: int = 1024 * 1024,
+        max_result_bytes: int = 4 * 1024 * 1024,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
+        max_streams_per_connection: int = 1000,
+        keepalive_time: float = 30.0,
+        keepalive_timeout: float = 10.0,
     ) -> None:
         self.manager = RunManager(
             workflows,
@@ -74,10 +97,13 @@ class WorkflowServer:
             retention=retention,
             max_ended_runs=max_ended_runs,
             max_payload_bytes=max_payload_bytes,
+            max_result_bytes=max_result_bytes,
         )
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(
+            options=server_options(max_streams_per_connection, keepalive_time, keepalive_timeout)
+        )
         pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -136,8 +162,12 @@ async def serve(config: Config) -> None:
         retention=config.retention,
         max_ended_runs=config.max_ended_runs,
         max_payload_bytes=config.max_payload_bytes,
+        max_result_bytes=config.max_result_bytes,
         prune_interval=config.prune_interval,
         shutdown_grace=config.shutdown_grace,
+        max_streams_per_connection=config.max_streams_per_connection,
+        keepalive_time=config.keepalive_time,
+        keepalive_timeout=config.keepalive_timeout,
     )
     port = await server.start(config.host, config.port)
     _tune_gc()
