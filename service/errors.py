@@ -235,6 +235,7 @@ def rich_status(code: grpc.StatusCode, error: Exception) -> tuple[str, status_pb
                 metadata["event_type"] = error.event_type
     if len(message) > _MAX_MESSAGE:
         message = message[: _MAX_MESSAGE - 1] + "…"
+    metadata = {k: _clip(v, _MAX_DESCRIPTION) for k, v in metadata.items()}
     if len(violations) > _MAX_VIOLATIONS:
         metadata["violations_omitted"] = str(len(violations) - _MAX_VIOLATIONS)
     status = status_pb2.Status(code=_CODE_NUMBER[code], message=message)

@@ -46,7 +46,20 @@ class LateWaitWorkflow(Workflow):
         return StopEvent(result=answer.response)
 
 
+class SizedInput(StartEvent):
+    size: int = 10
+
+
+class SizedResultWorkflow(Workflow):
+    """Returns a string of ``size`` characters."""
+
+    @step
+    async def make(self, ev: SizedInput) -> StopEvent:
+        return StopEvent(result="x" * ev.size)
+
+
 TEST_WORKFLOWS: dict[str, Workflow] = {
+    "sized_result": SizedResultWorkflow(),
     "sleep": SleepWorkflow(),
     "failing": FailingWorkflow(),
     "late_wait": LateWaitWorkflow(),
