@@ -41,6 +41,9 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     # every 30 s, drop the connection and its calls when an answer takes over 10 s.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # A keepalive ping due while another ping (e.g. a flow-control probe) is unanswered
+    # waits on that one, whose own timeout is this (1 min by default): keep them equal.
+    ("grpc.http2.ping_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     # Clients may ping this often without data before being sent GOAWAY (too_many_pings).
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -65,6 +68,7 @@ def server_options(
         "grpc.max_concurrent_streams": max_streams_per_connection,
         "grpc.keepalive_time_ms": round(keepalive_time * 1000),
         "grpc.keepalive_timeout_ms": round(keepalive_timeout * 1000),
+        "grpc.http2.ping_timeout_ms": round(keepalive_timeout * 1000),
     }
     return [(key, chosen.get(key, value)) for key, value in SERVER_OPTIONS]
 
