@@ -30,8 +30,9 @@ export class ServerProcess {
     this.exited = exited;
   }
 
-  static async start(timeoutMs = 30_000): Promise<ServerProcess> {
-    const child = spawn(PYTHON, ['-m', 'service', '--port', '0', '--store', 'memory'], {
+  static async start(timeoutMs = 30_000, options: string[] = []): Promise<ServerProcess> {
+    const args = ['-m', 'service', '--port', '0', '--store', 'memory', ...options];
+    const child = spawn(PYTHON, args, {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
     });
