@@ -8,6 +8,7 @@ import pytest
 
 from service._pb import workflow_pb2 as pb
 from service._pb import workflow_pb2_grpc as pb_grpc
+from service.config import Config, parse_args
 from service.server import server_options
 from service.store.base import Store
 from tests.clients.helpers import TcpProxy
@@ -37,6 +38,24 @@ def test_server_options_apply_the_configured_limits() -> None:
     assert options["grpc.http2.ping_timeout_ms"] == 500
     assert options["grpc.max_receive_message_length"] == 16 * 1024 * 1024
     assert options["grpc.max_send_message_length"] == 16 * 1024 * 1024
+
+
+def test_limit_options_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = parse_args([])
+    assert (defaults.max_result_bytes, defaults.max_streams_per_connection) == (4 << 20, 1000)
+    assert (defaults.keepalive_time, defaults.keepalive_timeout) == (30.0, 10.0)
+    monkeypatch.setenv("WORKFLOW_KEEPALIVE_TIME", "5")
+    monkeypatch.setenv("WORKFLOW_MAX_RESULT_BYTES", "1000")
+    config = parse_args(["--max-streams-per-connection", "8", "--keepalive-timeout", "2.5"])
+    assert config == Config(
+        max_result_bytes=1000,
+        max_streams_per_connection=8,
+        keepalive_time=5.0,
+        keepalive_timeout=2.5,
+    )
+    for bad in (["--max-streams-per-connection", "0"], ["--keepalive-time", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
 
 
 async def test_calls_beyond_the_stream_cap_wait_for_a_free_stream() -> None:
