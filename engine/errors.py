@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -70,13 +71,24 @@ class WaitForEventTimeoutError(WorkflowError, TimeoutError):
 
 
 class EventValidationError(WorkflowError, ValueError):
-    """Data does not fit an event's schema; ``fields`` maps each bad field to what is wrong."""
+    """Data does not fit an event's schema.
 
-    def __init__(self, event_type: str, fields: dict[str, str]) -> None:
-        detail = "; ".join(f"{k}: {v}" for k, v in fields.items())
+    ``violations`` lists every problem as ``(field, message)``, in the order found, with
+    nested fields dotted (``items.0.name``) and ``"(event)"`` for the data as a whole;
+    ``fields`` maps each bad field to its first problem.
+    """
+
+    def __init__(
+        self, event_type: str, violations: Mapping[str, str] | Iterable[tuple[str, str]]
+    ) -> None:
+        pairs = list(violations.items() if isinstance(violations, Mapping) else violations)
+        detail = "; ".join(f"{k}: {v}" for k, v in pairs)
         super().__init__(f"invalid {event_type}: {detail}")
         self.event_type = event_type
-        self.fields = fields
+        self.violations: list[tuple[str, str]] = pairs
+        self.fields: dict[str, str] = {}
+        for name, message in pairs:
+            self.fields.setdefault(name, message)
 
 
 class UnknownEventTypeError(WorkflowError, LookupError):

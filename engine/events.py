@@ -128,12 +128,9 @@ def build_event(cls: type[Event], data: dict[str, Any]) -> Event:
         raise EventValidationError(cls.__name__, validation_fields(e)) from e
 
 
-def validation_fields(e: ValidationError) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for err in e.errors():
-        name = ".".join(str(p) for p in err["loc"]) or "(event)"
-        fields.setdefault(name, err["msg"])
-    return fields
+def validation_fields(e: ValidationError) -> list[tuple[str, str]]:
+    """Every problem pydantic found, as ``(dotted field path, message)``."""
+    return [(".".join(str(p) for p in err["loc"]) or "(event)", err["msg"]) for err in e.errors()]
 
 
 def deserialize_event(payload: dict[str, Any], known: Iterable[type[Event]] = ()) -> Event:

@@ -19,6 +19,10 @@ class Config:
     max_payload_bytes: int = 1024 * 1024
     max_runs_per_key: int | None = None
     key_overflow: Overflow = Overflow.QUEUE
+    max_result_bytes: int = 4 * 1024 * 1024
+    max_streams_per_connection: int = 1000
+    keepalive_time: float = 30.0
+    keepalive_timeout: float = 10.0
     default_timeout: float | None = None
     retention: float | None = 7 * 86400.0
     max_ended_runs: int | None = 100_000
@@ -106,6 +110,13 @@ def _flag(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"{value!r}: expected true or false")
 
 
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return n
+
+
 def parse_args(argv: list[str] | None = None) -> Config:
     d = Config()
     p = argparse.ArgumentParser(
@@ -151,6 +162,34 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=Overflow(_env("KEY_OVERFLOW", d.key_overflow.value)),
         help="a run over its key's limit: 'queue' (waits, PENDING, in arrival order) or "
         "'reject' (RESOURCE_EXHAUSTED)",
+    )
+    p.add_argument(
+        "--max-result-bytes",
+        type=_positive_int,
+        default=_positive_int(_env("MAX_RESULT_BYTES", str(d.max_result_bytes))),
+        help="largest run result kept; a run returning more ends FAILED (ResultTooLargeError)",
+    )
+    p.add_argument(
+        "--max-streams-per-connection",
+        type=_positive_int,
+        default=_positive_int(
+            _env("MAX_STREAMS_PER_CONNECTION", str(d.max_streams_per_connection))
+        ),
+        help="concurrent calls one HTTP/2 connection may have open; further calls wait at "
+        "the client for a free stream",
+    )
+    p.add_argument(
+        "--keepalive-time",
+        type=_positive,
+        default=_positive(_env("KEEPALIVE_TIME", str(d.keepalive_time))),
+        help="seconds between the server's keepalive pings on each connection",
+    )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=_positive,
+        default=_positive(_env("KEEPALIVE_TIMEOUT", str(d.keepalive_timeout))),
+        help="seconds without a ping's answer after which a connection and its calls are "
+        "dropped as dead",
     )
     default_timeout = _env("DEFAULT_TIMEOUT", "")
     p.add_argument(
@@ -259,6 +298,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_payload_bytes=a.max_payload_bytes,
         max_runs_per_key=a.max_runs_per_key,
         key_overflow=a.key_overflow,
+        max_result_bytes=a.max_result_bytes,
+        max_streams_per_connection=a.max_streams_per_connection,
+        keepalive_time=a.keepalive_time,
+        keepalive_timeout=a.keepalive_timeout,
         default_timeout=a.default_timeout,
         retention=a.retention,
         max_ended_runs=a.max_ended_runs,

@@ -18,6 +18,7 @@ from engine import (
     CheckpointError,
     Context,
     Event,
+    EventValidationError,
     InputRequiredEvent,
     RunListener,
     RunStatus,
@@ -32,8 +33,12 @@ from . import convert, logs
 from ._pb import workflow_pb2 as pb
 from .concurrency import CONCURRENCY_KEY_LABEL, KeyLimiter, Overflow
 from .errors import (
+    EventTypeUnknownError,
     InvalidArgumentError,
+    InvalidDataError,
     KeyBusyError,
+    PayloadTooLargeError,
+    ResultTooLargeError,
     RunAlreadyExistsError,
     RunEndedError,
     RunNotFoundError,
@@ -269,12 +274,19 @@ class ActiveRun(RunListener):
             self._release(None)
             return
         record = self.run
-        record.status = convert.STATUS_TO_PB[status]
-        record.ended_at.CopyFrom(convert.now())
         data: dict[str, Any]
         if error is None:
             result = convert.jsonable(result)
-            record.result.CopyFrom(convert.to_value(result))
+            value = convert.to_value(result)
+            if value.ByteSize() > self.manager.max_result_bytes:
+                # Larger results would make every read of the run fail at the message limit.
+                status = RunStatus.FAILED
+                error = ResultTooLargeError(value.ByteSize(), self.manager.max_result_bytes)
+            else:
+                record.result.CopyFrom(value)
+        record.status = convert.STATUS_TO_PB[status]
+        record.ended_at.CopyFrom(convert.now())
+        if error is None:
             data = {"result": result}
             type_name = "StopEvent"
         else:
@@ -345,10 +357,12 @@ class RunManager:
         max_runs_per_key: int | None = None,
         key_overflow: Overflow = Overflow.QUEUE,
         observe: ObserveRun | None = None,
+        max_result_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.workflows = workflows
         self.observe = observe  # metrics and tracing; None when both are off
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self.store = store
         self.max_concurrent_runs = max_concurrent_runs
         self.default_timeout = default_timeout
@@ -369,7 +383,7 @@ class RunManager:
         wf = self.workflows.get(name)
         if wf is None:
             if not name:
-                raise InvalidArgumentError("workflow: the workflow name is required")
+                raise InvalidArgumentError("workflow", "the workflow name is required")
             raise WorkflowNotFoundError(name, list(self.workflows))
         return wf
 
@@ -379,19 +393,16 @@ class RunManager:
         seconds = req.timeout.seconds + req.timeout.nanos / 1e9
         if seconds <= 0:
             raise InvalidArgumentError(
-                f"timeout: must be a positive duration, got {seconds:g}s "
-                "(leave it unset for the server's default)"
+                "timeout",
+                f"must be a positive duration, got {seconds:g}s "
+                "(leave it unset for the server's default)",
             )
         return seconds
 
     def check_payload(self, field: str, message: Message) -> None:
         size = message.ByteSize()
         if size > self.max_payload_bytes:
-            raise InvalidArgumentError(
-                f"{field}: {size} bytes is more than this server accepts "
-                f"({self.max_payload_bytes} bytes, --max-payload-bytes); pass large data "
-                "by reference instead"
-            )
+            raise PayloadTooLargeError(field, size, self.max_payload_bytes)
 
     async def start(self, req: pb.RunWorkflowRequest, trace_id: str | None = None) -> pb.Run:
         """Start a run (or return the one ``req.run_id`` already names); ``trace_id`` is
@@ -404,8 +415,9 @@ class RunManager:
         if req.run_id:
             if not _RUN_ID.match(req.run_id):
                 raise InvalidArgumentError(
-                    "run_id: use 1-128 letters, digits, '.', '_', ':' or '-', "
-                    "starting with a letter or digit"
+                    "run_id",
+                    "use 1-128 letters, digits, '.', '_', ':' or '-', "
+                    "starting with a letter or digit",
                 )
             existing = await self.store.get_run(req.run_id)
             if existing is not None:
@@ -415,16 +427,17 @@ class RunManager:
         if len(self.active) >= self.max_concurrent_runs:
             raise TooManyRunsError(
                 f"the server is running its maximum of {self.max_concurrent_runs} concurrent "
-                "runs; retry later"
+                "runs; retry later",
+                metadata={"limit": self.max_concurrent_runs},
             )
-        start_event = wf.build_start_event(data)
+        try:
+            start_event = wf.build_start_event(data)
+        except EventValidationError as e:
+            raise InvalidDataError("input", e, reason="INPUT_INVALID", workflow=req.workflow) from e
         key = self._concurrency_key(req.labels)
         slot = key is not None and self.keys is not None and self.keys.try_acquire(key)
         if key is not None and not slot and self.key_overflow is Overflow.REJECT:
-            raise KeyBusyError(
-                f"labels.{CONCURRENCY_KEY_LABEL}: '{key}' already has its maximum of "
-                f"{self.keys.limit if self.keys else 0} running runs; retry later"
-            )
+            raise KeyBusyError(key, self.keys.limit if self.keys else 0)
         run = pb.Run(
             run_id=req.run_id or uuid.uuid4().hex,
             workflow=req.workflow,
@@ -523,7 +536,8 @@ class RunManager:
             raise RunAlreadyExistsError(
                 f"run_id '{existing.run.run_id}' already names a run of workflow "
                 f"'{existing.run.workflow}' with a different input; choose a new run_id "
-                "or repeat the original request exactly"
+                "or repeat the original request exactly",
+                metadata={"run_id": existing.run.run_id, "workflow": existing.run.workflow},
             )
         return existing.run
 
@@ -537,7 +551,7 @@ class RunManager:
 
     async def get(self, run_id: str) -> pb.Run:
         if not run_id:
-            raise InvalidArgumentError("run_id: required")
+            raise InvalidArgumentError("run_id", "required")
         stored = await self.store.get_run(run_id)
         if stored is None:
             raise RunNotFoundError(run_id)
@@ -570,7 +584,8 @@ class RunManager:
         if run.status in convert.ENDED_STATUSES or active is None or active.handler is None:
             raise RunEndedError(
                 f"run '{run_id}' already ended as {_status_name(run.status)}; "
-                "only a run that is still going can be cancelled"
+                "only a run that is still going can be cancelled",
+                metadata={"run_id": run_id, "status": _status_name(run.status)},
             )
         active.handler.cancel_run()
         await asyncio.shield(active.done)
@@ -584,18 +599,24 @@ class RunManager:
         if run.status in convert.ENDED_STATUSES or active is None or not going:
             raise RunEndedError(
                 f"run '{run_id}' already ended as {_status_name(run.status)}; "
-                "it accepts no more events"
+                "it accepts no more events",
+                metadata={"run_id": run_id, "status": _status_name(run.status)},
             )
         wf = self.workflows[run.workflow]
         accepted = {t.__name__: t for t in wf.external_event_types()}
         cls = accepted.get(type_name)
         if cls is None:
             names = ", ".join(sorted(accepted)) or "none"
-            raise InvalidArgumentError(
-                f"type: workflow '{run.workflow}' accepts no event '{type_name}' from outside "
-                f"(it accepts: {names})"
+            raise EventTypeUnknownError(
+                "type",
+                f"workflow '{run.workflow}' accepts no event '{type_name}' from outside "
+                f"(it accepts: {names})",
+                metadata={"run_id": run_id, "workflow": run.workflow, "type": type_name},
             )
-        event = build_event(cls, data)
+        try:
+            event = build_event(cls, data)
+        except EventValidationError as e:
+            raise InvalidDataError("data", e, reason="EVENT_INVALID", run_id=run_id) from e
         if active.queued is not None:
             # Not started yet (it waits for a slot of its key): kept for when it starts.
             active.queued.append((type_name, data))
@@ -616,7 +637,7 @@ class RunManager:
     ) -> pb.ListRunsResponse:
         """Runs matching ``req``, of ``workflows`` only when given."""
         if req.page_size < 0:
-            raise InvalidArgumentError("page_size: must not be negative")
+            raise InvalidArgumentError("page_size", "must not be negative")
         if req.workflow and req.workflow not in self.workflows:
             raise WorkflowNotFoundError(req.workflow, list(self.workflows))
         query = RunQuery(
@@ -640,7 +661,8 @@ class RunManager:
         except ShuttingDownError:
             raise ShuttingDownError(
                 "the server is restarting and the run will go on after it; reconnect and "
-                f"resume with after_sequence={after}"
+                f"resume with after_sequence={after}",
+                metadata={"run_id": run_id, "after_sequence": after},
             ) from None
 
     # ---- resuming after a restart ---------------------------------------------------------
@@ -819,5 +841,5 @@ def _decode_token(token: str) -> int:
         return value
     except Exception:
         raise InvalidArgumentError(
-            "page_token: not a token this server issued; pass next_page_token unchanged"
+            "page_token", "not a token this server issued; pass next_page_token unchanged"
         ) from None

@@ -42,13 +42,21 @@ SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["WorkflowService"].full_name
 
 # Explicit limits on both directions (clients should use the same; see README).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-SERVER_OPTIONS = [
+SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # Notice dead peers on long, idle streams: ping every 30 s, give up after 10 s.
+    # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (--max-streams-per-connection): calls beyond it
+    # on one connection wait in the client's transport for a free stream.
+    ("grpc.max_concurrent_streams", 1000),
+    # Notice dead peers on long, idle streams (--keepalive-time/--keepalive-timeout): ping
+    # every 30 s, drop the connection and its calls when an answer takes over 10 s.
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # A keepalive ping due while another ping (e.g. a flow-control probe) is unanswered
+    # waits on that one, whose own timeout is this (1 min by default): keep them equal.
+    ("grpc.http2.ping_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # Clients may ping this often without data before being sent GOAWAY (too_many_pings).
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     # grpc core cancels calls that arrive faster than the loop accepts them once more than
@@ -59,6 +67,21 @@ SERVER_OPTIONS = [
     # 10,000 starts the loop may take longer than that to accept them all.
     ("grpc.server_max_unrequested_time_in_server", 600),
 ]
+
+
+def server_options(
+    max_streams_per_connection: int = 1000,
+    keepalive_time: float = 30.0,
+    keepalive_timeout: float = 10.0,
+) -> list[tuple[str, int]]:
+    """SERVER_OPTIONS with the configurable limits applied."""
+    chosen = {
+        "grpc.max_concurrent_streams": max_streams_per_connection,
+        "grpc.keepalive_time_ms": round(keepalive_time * 1000),
+        "grpc.keepalive_timeout_ms": round(keepalive_timeout * 1000),
+        "grpc.http2.ping_timeout_ms": round(keepalive_timeout * 1000),
+    }
+    return [(key, chosen.get(key, value)) for key, value in SERVER_OPTIONS]
 
 
 class WorkflowServer:
@@ -76,8 +99,12 @@ class WorkflowServer:
         max_payload_bytes: int = 1024 * 1024,
         max_runs_per_key: int | None = None,
         key_overflow: Overflow = Overflow.QUEUE,
+        max_result_bytes: int = 4 * 1024 * 1024,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
+        max_streams_per_connection: int = 1000,
+        keepalive_time: float = 30.0,
+        keepalive_timeout: float = 10.0,
         tokens: TokenRegistry | None = None,
         tls: grpc.ServerCredentials | None = None,
         metrics: bool = False,
@@ -120,6 +147,7 @@ class WorkflowServer:
             max_payload_bytes=max_payload_bytes,
             max_runs_per_key=max_runs_per_key,
             key_overflow=key_overflow,
+            max_result_bytes=max_result_bytes,
             observe=observe,
         )
         self.prune_interval = prune_interval
@@ -127,7 +155,10 @@ class WorkflowServer:
         self.tls = tls
         if tokens is not None:
             interceptors.append(AuthInterceptor(tokens))
-        self.server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
+        self.server = grpc.aio.server(
+            options=server_options(max_streams_per_connection, keepalive_time, keepalive_timeout),
+            interceptors=interceptors,
+        )
         pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -224,6 +255,10 @@ async def serve(config: Config) -> None:
         max_payload_bytes=config.max_payload_bytes,
         max_runs_per_key=config.max_runs_per_key,
         key_overflow=config.key_overflow,
+        max_result_bytes=config.max_result_bytes,
+        max_streams_per_connection=config.max_streams_per_connection,
+        keepalive_time=config.keepalive_time,
+        keepalive_timeout=config.keepalive_timeout,
         prune_interval=config.prune_interval,
         shutdown_grace=config.shutdown_grace,
         tokens=tokens,

@@ -57,11 +57,12 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     ) -> AsyncIterator[pb.WorkflowEvent]:
         async with grpc_errors(context):
             if request.after_sequence < 0:
-                raise InvalidArgumentError("after_sequence: must not be negative")
+                raise InvalidArgumentError("after_sequence", "must not be negative")
             target = request.WhichOneof("target")
             if target is None:
                 raise InvalidArgumentError(
-                    "set run_id to stream an existing run, or start to start one and stream it"
+                    "run_id",
+                    "set run_id to stream an existing run, or start to start one and stream it",
                 )
             if target == "start":
                 authorize(Scope.RUN, request.start.workflow)
@@ -90,7 +91,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         async with grpc_errors(context):
             await self._authorize_run(Scope.CONTROL, request.run_id)
             if not request.type:
-                raise InvalidArgumentError("type: the event's class name is required")
+                raise InvalidArgumentError("type", "the event's class name is required")
             self.manager.check_payload("data", request.data)
             data = convert.struct_to_dict(request.data)
             run = await self.manager.send_event(request.run_id, request.type, data)

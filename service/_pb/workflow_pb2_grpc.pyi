@@ -28,7 +28,32 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class WorkflowServiceStub:
-    """Starts workflow runs, streams each run's events in order, and controls runs."""
+    """Starts workflow runs, streams each run's events in order, and controls runs.
+
+    Errors: every error status carries a google.rpc.Status in the grpc-status-details-bin
+    trailer with a google.rpc.ErrorInfo (domain "workflow.v1", a stable reason below, and
+    metadata such as run_id, workflow, field), a google.rpc.BadRequest with one field violation
+    per bad request field (e.g. "input.count", "data.response", "after_sequence") when the
+    request was at fault, and a google.rpc.RetryInfo when retrying later may succeed.
+    Reasons (status code):
+      REQUEST_INVALID (INVALID_ARGUMENT): a request field is missing or malformed.
+      INPUT_INVALID (INVALID_ARGUMENT): the run input fails the workflow's start event schema.
+      EVENT_INVALID (INVALID_ARGUMENT): SendEvent data fails the event's schema.
+      EVENT_TYPE_UNKNOWN (INVALID_ARGUMENT): the workflow accepts no such event from outside.
+      PAYLOAD_TOO_LARGE (INVALID_ARGUMENT): input or event data over the server's limit.
+      WORKFLOW_NOT_FOUND (NOT_FOUND): no workflow with that name on this server.
+      RUN_NOT_FOUND (NOT_FOUND): no run with that run_id.
+      RUN_ALREADY_EXISTS (ALREADY_EXISTS): the run_id names a run with other workflow or input.
+      RUN_ALREADY_ENDED (FAILED_PRECONDITION): cancel or send to a run that has ended.
+      TOO_MANY_RUNS (RESOURCE_EXHAUSTED, RetryInfo): at the concurrent run limit.
+      CONCURRENCY_KEY_BUSY (RESOURCE_EXHAUSTED, RetryInfo): the run's concurrency_key label
+        is at its limit of running runs and the server refuses extra ones.
+      SHUTTING_DOWN (UNAVAILABLE, RetryInfo): the server is stopping; a StreamEvents cut by a
+        restart has metadata after_sequence, to resume from.
+      STORE_UNAVAILABLE (UNAVAILABLE): the run store cannot be written.
+      INTERNAL (INTERNAL): an unexpected server error.
+    Other errors (e.g. of authentication) use their status code's name as the reason.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -53,7 +78,32 @@ class WorkflowServiceStub:
 
 @_typing.type_check_only
 class WorkflowServiceAsyncStub(WorkflowServiceStub):
-    """Starts workflow runs, streams each run's events in order, and controls runs."""
+    """Starts workflow runs, streams each run's events in order, and controls runs.
+
+    Errors: every error status carries a google.rpc.Status in the grpc-status-details-bin
+    trailer with a google.rpc.ErrorInfo (domain "workflow.v1", a stable reason below, and
+    metadata such as run_id, workflow, field), a google.rpc.BadRequest with one field violation
+    per bad request field (e.g. "input.count", "data.response", "after_sequence") when the
+    request was at fault, and a google.rpc.RetryInfo when retrying later may succeed.
+    Reasons (status code):
+      REQUEST_INVALID (INVALID_ARGUMENT): a request field is missing or malformed.
+      INPUT_INVALID (INVALID_ARGUMENT): the run input fails the workflow's start event schema.
+      EVENT_INVALID (INVALID_ARGUMENT): SendEvent data fails the event's schema.
+      EVENT_TYPE_UNKNOWN (INVALID_ARGUMENT): the workflow accepts no such event from outside.
+      PAYLOAD_TOO_LARGE (INVALID_ARGUMENT): input or event data over the server's limit.
+      WORKFLOW_NOT_FOUND (NOT_FOUND): no workflow with that name on this server.
+      RUN_NOT_FOUND (NOT_FOUND): no run with that run_id.
+      RUN_ALREADY_EXISTS (ALREADY_EXISTS): the run_id names a run with other workflow or input.
+      RUN_ALREADY_ENDED (FAILED_PRECONDITION): cancel or send to a run that has ended.
+      TOO_MANY_RUNS (RESOURCE_EXHAUSTED, RetryInfo): at the concurrent run limit.
+      CONCURRENCY_KEY_BUSY (RESOURCE_EXHAUSTED, RetryInfo): the run's concurrency_key label
+        is at its limit of running runs and the server refuses extra ones.
+      SHUTTING_DOWN (UNAVAILABLE, RetryInfo): the server is stopping; a StreamEvents cut by a
+        restart has metadata after_sequence, to resume from.
+      STORE_UNAVAILABLE (UNAVAILABLE): the run store cannot be written.
+      INTERNAL (INTERNAL): an unexpected server error.
+    Other errors (e.g. of authentication) use their status code's name as the reason.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     RunWorkflow: _aio.UnaryUnaryMultiCallable[_workflow_pb2.RunWorkflowRequest, _workflow_pb2.RunWorkflowResponse]  # type: ignore[assignment]
@@ -74,7 +124,32 @@ class WorkflowServiceAsyncStub(WorkflowServiceStub):
     """Lists runs, newest first, filtered and paged."""
 
 class WorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Starts workflow runs, streams each run's events in order, and controls runs."""
+    """Starts workflow runs, streams each run's events in order, and controls runs.
+
+    Errors: every error status carries a google.rpc.Status in the grpc-status-details-bin
+    trailer with a google.rpc.ErrorInfo (domain "workflow.v1", a stable reason below, and
+    metadata such as run_id, workflow, field), a google.rpc.BadRequest with one field violation
+    per bad request field (e.g. "input.count", "data.response", "after_sequence") when the
+    request was at fault, and a google.rpc.RetryInfo when retrying later may succeed.
+    Reasons (status code):
+      REQUEST_INVALID (INVALID_ARGUMENT): a request field is missing or malformed.
+      INPUT_INVALID (INVALID_ARGUMENT): the run input fails the workflow's start event schema.
+      EVENT_INVALID (INVALID_ARGUMENT): SendEvent data fails the event's schema.
+      EVENT_TYPE_UNKNOWN (INVALID_ARGUMENT): the workflow accepts no such event from outside.
+      PAYLOAD_TOO_LARGE (INVALID_ARGUMENT): input or event data over the server's limit.
+      WORKFLOW_NOT_FOUND (NOT_FOUND): no workflow with that name on this server.
+      RUN_NOT_FOUND (NOT_FOUND): no run with that run_id.
+      RUN_ALREADY_EXISTS (ALREADY_EXISTS): the run_id names a run with other workflow or input.
+      RUN_ALREADY_ENDED (FAILED_PRECONDITION): cancel or send to a run that has ended.
+      TOO_MANY_RUNS (RESOURCE_EXHAUSTED, RetryInfo): at the concurrent run limit.
+      CONCURRENCY_KEY_BUSY (RESOURCE_EXHAUSTED, RetryInfo): the run's concurrency_key label
+        is at its limit of running runs and the server refuses extra ones.
+      SHUTTING_DOWN (UNAVAILABLE, RetryInfo): the server is stopping; a StreamEvents cut by a
+        restart has metadata after_sequence, to resume from.
+      STORE_UNAVAILABLE (UNAVAILABLE): the run store cannot be written.
+      INTERNAL (INTERNAL): an unexpected server error.
+    Other errors (e.g. of authentication) use their status code's name as the reason.
+    """
 
     @_abc_1.abstractmethod
     def RunWorkflow(

@@ -80,6 +80,19 @@ def test_bad_input_exits_2(wf: Wf) -> None:
     assert missing.code == 2 and "message" in one_error_line(missing.err)
 
 
+def test_bad_fields_are_listed_one_per_line(wf: Wf) -> None:
+    several, one = wf.many(
+        ["run", "ticker", "--input", '{"count": -1, "interval_ms": "soon"}'],
+        ["run", "echo", "--input", "{}"],
+    )
+    assert (several.code, several.out) == (2, "")
+    head, *fields = several.err.splitlines()
+    assert head == "wf: invalid argument: 2 fields to fix"
+    assert sorted(line.split(":")[0] for line in fields) == ["  input.count", "  input.interval_ms"]
+    assert one.code == 2
+    assert one_error_line(one.err).startswith("wf: invalid argument: input.message: ")
+
+
 def test_unknown_names_exit_2(wf: Wf) -> None:
     r, *others = wf.many(
         ["run", "no-such-workflow"],

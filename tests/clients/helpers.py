@@ -53,7 +53,9 @@ class TcpProxy:
     """Listens on 127.0.0.1 and forwards bytes both ways to ``127.0.0.1:upstream_port``.
 
     ``drop()`` aborts every open connection (both sides) but keeps listening; ``close()``
-    also stops listening, as if the server were gone for good.
+    also stops listening, as if the server were gone for good; ``black_hole()`` keeps the
+    connections open but discards everything either side sends from then on, like a peer
+    that vanished without closing anything.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -63,6 +65,10 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.BaseTransport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.black_holed = False
+
+    def black_hole(self) -> None:
+        self.black_holed = True
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -95,10 +101,11 @@ class TcpProxy:
                 w.transport.abort()
                 self._transports.discard(w.transport)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if self.black_holed:
+                    continue
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

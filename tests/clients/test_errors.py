@@ -7,8 +7,10 @@ import pytest
 from workflow_client import (
     AlreadyExistsError,
     FailedPreconditionError,
+    FieldViolation,
     InvalidArgumentError,
     NotFoundError,
+    ResourceExhaustedError,
     RunCancelledError,
     RunError,
     RunFailedError,
@@ -16,6 +18,10 @@ from workflow_client import (
     WorkflowClient,
     WorkflowServiceError,
 )
+
+from service.server import WorkflowServer
+
+from .helpers import all_workflows
 
 
 async def test_unknown_workflow_is_not_found(client: WorkflowClient) -> None:
@@ -145,3 +151,54 @@ async def test_cancelled_run_is_run_cancelled(client: WorkflowClient) -> None:
     assert (await handle.get()).status == "CANCELLED"
     with pytest.raises(FailedPreconditionError):
         await handle.cancel()
+
+
+# ---- the status details the service sends with each error ------------------------------------
+
+
+async def test_errors_carry_reason_domain_and_metadata(client: WorkflowClient) -> None:
+    with pytest.raises(NotFoundError) as missing:
+        await client.get_run("no-such-run")
+    assert (missing.value.reason, missing.value.domain) == ("RUN_NOT_FOUND", "workflow.v1")
+    assert missing.value.metadata == {"run_id": "no-such-run"}
+    assert missing.value.field_violations == []
+    assert missing.value.retry_after is None
+
+    with pytest.raises(NotFoundError) as unknown:
+        await client.run("no-such-workflow")
+    assert unknown.value.reason == "WORKFLOW_NOT_FOUND"
+    assert unknown.value.metadata["workflow"] == "no-such-workflow"
+
+
+async def test_bad_input_lists_each_bad_field(client: WorkflowClient) -> None:
+    with pytest.raises(InvalidArgumentError) as error:
+        await client.run("ticker", count=-1, interval_ms="soon")
+    assert error.value.reason == "INPUT_INVALID"
+    fields = sorted(v.field for v in error.value.field_violations)
+    assert fields == ["input.count", "input.interval_ms"]
+    for violation in error.value.field_violations:
+        assert isinstance(violation, FieldViolation) and violation.description
+
+    handle = await client.start("approval", question="ship it?")
+    try:
+        with pytest.raises(InvalidArgumentError) as event_error:
+            await handle.send_event("HumanResponseEvent", response=["not", "text"])
+        assert event_error.value.reason == "EVENT_INVALID"
+        assert [v.field for v in event_error.value.field_violations] == ["data.response"]
+        assert event_error.value.metadata["run_id"] == handle.run_id
+    finally:
+        await handle.cancel()
+
+
+async def test_too_many_runs_says_when_to_retry() -> None:
+    server = WorkflowServer(all_workflows(), max_concurrent_runs=1)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with WorkflowClient(f"127.0.0.1:{port}") as client:
+            await client.start("slow", seconds=5)
+            with pytest.raises(ResourceExhaustedError) as error:
+                await client.start("slow", seconds=5)
+            assert error.value.reason == "TOO_MANY_RUNS"
+            assert error.value.retry_after is not None and 0 < error.value.retry_after <= 60
+    finally:
+        await server.stop(0)

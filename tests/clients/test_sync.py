@@ -132,3 +132,19 @@ def test_leaving_events_early_leaves_nothing_pending(
     logged = [caplog.handler.format(r) for r in caplog.records]
     leftovers = [text for text in logged if any(sign in text for sign in signs)]
     assert leftovers == []
+
+
+def test_errors_carry_their_details(sync_client: SyncWorkflowClient) -> None:
+    with pytest.raises(NotFoundError) as missing:
+        sync_client.get_run("no-such-run")
+    assert (missing.value.reason, missing.value.metadata) == (
+        "RUN_NOT_FOUND",
+        {"run_id": "no-such-run"},
+    )
+    with pytest.raises(InvalidArgumentError) as bad:
+        sync_client.run("ticker", count=-1, interval_ms="soon")
+    assert bad.value.reason == "INPUT_INVALID"
+    assert sorted(v.field for v in bad.value.field_violations) == [
+        "input.count",
+        "input.interval_ms",
+    ]

@@ -18,6 +18,7 @@ from engine import (
     serialize_event,
     step,
 )
+from engine.events import build_event
 
 
 class Address(BaseModel):
@@ -150,6 +151,26 @@ def test_bad_start_input_raises_event_validation_error_naming_the_field() -> Non
     assert "TypedStart" in str(err)
     assert "x:" in str(err)
     assert isinstance(err, ValueError)
+
+
+class _Nested(BaseModel):
+    name: str
+    size: int = Field(ge=1)
+
+
+class _ManyFields(Event):
+    count: int = Field(le=10)
+    items: list[_Nested]
+
+
+def test_event_validation_error_lists_every_violation_with_dotted_paths() -> None:
+    data = {"count": 11, "items": [{"name": "ok", "size": 1}, {"name": 3, "size": 0}]}
+    with pytest.raises(EventValidationError) as info:
+        build_event(_ManyFields, data)
+    paths = [field for field, _ in info.value.violations]
+    assert paths == ["count", "items.1.name", "items.1.size"]
+    assert all(message for _, message in info.value.violations)
+    assert info.value.fields["count"] == info.value.violations[0][1]
 
 
 def test_missing_start_input_raises_event_validation_error_naming_the_field() -> None:

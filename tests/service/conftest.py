@@ -1,10 +1,12 @@
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from examples import WORKFLOWS
 from service import WorkflowServer
@@ -45,6 +47,38 @@ def req(workflow: str, *, _wait: bool = False, _run_id: str = "", **input: Any) 
     return pb.RunWorkflowRequest(
         workflow=workflow, input=struct(**input), wait=_wait, run_id=_run_id
     )
+
+
+@dataclass
+class Details:
+    """What the grpc-status-details-bin trailer of an error says."""
+
+    code: int
+    reason: str = ""
+    domain: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    violations: list[tuple[str, str]] = field(default_factory=list)
+    retry_delay: float | None = None
+
+
+def details(error: grpc.aio.AioRpcError) -> Details:
+    """Decode the google.rpc.Status an error carries; fails the test when there is none."""
+    raw = [v for k, v in error.trailing_metadata() or () if k == "grpc-status-details-bin"]
+    assert raw, f"no status details on {error.code()}: {error.details()}"
+    status = status_pb2.Status.FromString(raw[0])
+    assert status.code == error.code().value[0]
+    out = Details(code=status.code)
+    for any_ in status.details:
+        info = error_details_pb2.ErrorInfo()
+        bad = error_details_pb2.BadRequest()
+        retry = error_details_pb2.RetryInfo()
+        if any_.Unpack(info):
+            out.reason, out.domain, out.metadata = info.reason, info.domain, dict(info.metadata)
+        elif any_.Unpack(bad):
+            out.violations = [(v.field, v.description) for v in bad.field_violations]
+        elif any_.Unpack(retry):
+            out.retry_delay = retry.retry_delay.ToNanoseconds() / 1e9
+    return out
 
 
 async def serve(store: str = "memory", **options: Any) -> tuple[WorkflowServer, int]:

@@ -14,7 +14,7 @@ import pytest
 from service._pb import workflow_pb2 as pb
 from service._pb import workflow_pb2_grpc as pb_grpc
 
-from .conftest import req
+from .conftest import details, req
 
 TERMINAL = {
     pb.EVENT_KIND_RUN_SUCCEEDED,
@@ -88,6 +88,9 @@ async def test_sigterm_lets_short_runs_finish_and_stops_long_ones(
                 assert store_kind == "sqlite"
                 assert e.code() == grpc.StatusCode.UNAVAILABLE
                 assert f"after_sequence={got[-1].sequence}" in (e.details() or "")
+                why = details(e)
+                assert why.reason == "SHUTTING_DOWN"
+                assert why.metadata["after_sequence"] == str(got[-1].sequence)
             return got
 
         opened += [asyncio.get_running_loop().create_future() for _ in range(25)]

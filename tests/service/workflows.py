@@ -56,7 +56,20 @@ class SpanWorkflow(Workflow):
         return StopEvent(result=format(trace.get_current_span().get_span_context().span_id, "016x"))
 
 
+class SizedInput(StartEvent):
+    size: int = 10
+
+
+class SizedResultWorkflow(Workflow):
+    """Returns a string of ``size`` characters."""
+
+    @step
+    async def make(self, ev: SizedInput) -> StopEvent:
+        return StopEvent(result="x" * ev.size)
+
+
 TEST_WORKFLOWS: dict[str, Workflow] = {
+    "sized_result": SizedResultWorkflow(),
     "sleep": SleepWorkflow(),
     "failing": FailingWorkflow(),
     "late_wait": LateWaitWorkflow(),

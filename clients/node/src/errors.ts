@@ -2,6 +2,8 @@
 
 import { Metadata, status } from '@grpc/grpc-js';
 import type { ServiceError } from '@grpc/grpc-js';
+import { statusDetails } from './status';
+import type { FieldViolation } from './status';
 import type { Run } from './types';
 
 /** The service answered with an error status (or could not be reached). */
@@ -12,6 +14,17 @@ export class WorkflowServiceError extends Error {
   readonly details: string;
   /** Trailing metadata of the failed call, when there was a call. */
   readonly metadata: Metadata;
+  /** The service's stable error reason, e.g. "RUN_NOT_FOUND" ("" when the error did not
+   * come from the service); the README lists them. */
+  readonly reason: string;
+  /** The reason's domain, "workflow.v1". */
+  readonly domain: string;
+  /** The error's context: run_id, workflow, field, ... */
+  readonly errorMetadata: Record<string, string>;
+  /** Each bad request field, e.g. { field: "input.count", description: "..." }. */
+  readonly fieldViolations: FieldViolation[];
+  /** Seconds the server asks to wait before retrying, when it says. */
+  readonly retryAfter: number | undefined;
 
   constructor(code: status, details: string, options?: { cause?: unknown; metadata?: Metadata }) {
     super(`${status[code] ?? code}: ${details}`, { cause: options?.cause });
@@ -19,6 +32,12 @@ export class WorkflowServiceError extends Error {
     this.code = code;
     this.details = details;
     this.metadata = options?.metadata ?? new Metadata();
+    const rich = statusDetails(this.metadata);
+    this.reason = rich.reason;
+    this.domain = rich.domain;
+    this.errorMetadata = rich.errorMetadata;
+    this.fieldViolations = rich.fieldViolations;
+    this.retryAfter = rich.retryAfter;
   }
 
   /** The status code's name, e.g. "NOT_FOUND". */

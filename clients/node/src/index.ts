@@ -35,6 +35,8 @@ export {
   resultOf,
 } from './errors';
 export { DEFAULT_PROTO_DIR, PROTO_FILE, loadProto } from './proto';
+export { STATUS_DETAILS_KEY, statusDetails } from './status';
+export type { FieldViolation, StatusDetails } from './status';
 export { fromStruct, fromValue, toStruct, toValue } from './struct';
 export type { JsonObject, JsonValue } from './struct';
 export { ENDED_STATUSES, TERMINAL_KINDS, isEnded, isTerminal } from './types';

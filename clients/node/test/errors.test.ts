@@ -2,11 +2,13 @@
 
 import * as assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { Metadata } from '@grpc/grpc-js';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  ResourceExhaustedError,
   RunCancelledError,
   RunError,
   RunFailedError,
@@ -14,8 +16,10 @@ import {
   UnavailableError,
   WorkflowClient,
   WorkflowServiceError,
+  STATUS_DETAILS_KEY,
   errorFromStatus,
   status,
+  statusDetails,
 } from '../src';
 import { ServerProcess, assertWholeRun, collect, delay, unique } from './helpers';
 
@@ -183,5 +187,66 @@ describe('runs that end without a result', { timeout: 60_000 }, () => {
     });
     const events = await collect(handle.events());
     assertWholeRun(events, 'RUN_CANCELLED');
+  });
+});
+
+describe('status details', { timeout: 60_000 }, () => {
+  test('errors carry their reason, domain and context', async () => {
+    await assert.rejects(client.getRun('no-such-run'), (e: unknown) => {
+      assert.ok(e instanceof NotFoundError, String(e));
+      assert.equal(e.reason, 'RUN_NOT_FOUND');
+      assert.equal(e.domain, 'workflow.v1');
+      assert.deepEqual(e.errorMetadata, { run_id: 'no-such-run' });
+      assert.deepEqual(e.fieldViolations, []);
+      assert.equal(e.retryAfter, undefined);
+      return true;
+    });
+  });
+
+  test('bad input lists each bad field', async () => {
+    await assert.rejects(client.run('ticker', { count: -1, interval_ms: 'soon' }), (e: unknown) => {
+      assert.ok(e instanceof InvalidArgumentError, String(e));
+      assert.equal(e.reason, 'INPUT_INVALID');
+      assert.deepEqual(e.fieldViolations.map((v) => v.field).sort(), [
+        'input.count',
+        'input.interval_ms',
+      ]);
+      assert.ok(e.fieldViolations.every((v) => v.description.length > 0));
+      return true;
+    });
+  });
+
+  test('unreadable or missing details leave the fields empty', () => {
+    const garbage = new Metadata();
+    garbage.set(STATUS_DETAILS_KEY, Buffer.from([0x1a, 0xff, 0xff]));
+    for (const trailers of [garbage, new Metadata(), undefined]) {
+      const details = statusDetails(trailers);
+      assert.deepEqual(details, {
+        reason: '',
+        domain: '',
+        errorMetadata: {},
+        fieldViolations: [],
+        retryAfter: undefined,
+      });
+    }
+  });
+
+  test('RESOURCE_EXHAUSTED says when to retry', async () => {
+    const options = ['--max-concurrent-runs', '1', '--shutdown-grace', '0'];
+    const limited = await ServerProcess.start(30_000, options);
+    const limitedClient = new WorkflowClient(limited.address);
+    try {
+      await limitedClient.start('approval', { question: 'hold the only slot' });
+      const second = limitedClient.start('approval', { question: 'one more' });
+      await assert.rejects(second, (e: unknown) => {
+        assert.ok(e instanceof ResourceExhaustedError, String(e));
+        assert.equal(e.reason, 'TOO_MANY_RUNS');
+        assert.ok(e.retryAfter !== undefined && e.retryAfter > 0 && e.retryAfter <= 60);
+        return true;
+      });
+    } finally {
+      limitedClient.close();
+      await limited.stop();
+    }
   });
 });

@@ -30,9 +30,10 @@ export class ServerProcess {
     this.exited = exited;
   }
 
-  /** `args` are more server options, e.g. ['--auth-tokens-file', path]. */
-  static async start(timeoutMs = 30_000, args: string[] = []): Promise<ServerProcess> {
-    const child = spawn(PYTHON, ['-m', 'service', '--port', '0', '--store', 'memory', ...args], {
+  /** `options` are more server options, e.g. ['--auth-tokens-file', path]. */
+  static async start(timeoutMs = 30_000, options: string[] = []): Promise<ServerProcess> {
+    const args = ['-m', 'service', '--port', '0', '--store', 'memory', ...options];
+    const child = spawn(PYTHON, args, {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'ignore', 'pipe'],
     });

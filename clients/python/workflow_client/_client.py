@@ -32,6 +32,8 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
+    # Otherwise a keepalive ping queued behind an unanswered flow-control ping waits 1 min.
+    ("grpc.http2.ping_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 # Stream failures worth reconnecting for: the connection dropped or the server restarted.

@@ -211,6 +211,24 @@ def _error(message: str) -> None:
     print(f"wf: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
+def _service_error(e: WorkflowServiceError) -> None:
+    """One ``wf:`` line; when several request fields are bad, one indented line for each."""
+    what = e.code.name.lower().replace("_", " ")
+    violations = e.field_violations
+    retry = f" (retry in {e.retry_after:g}s)" if e.retry_after is not None else ""
+    if len(violations) == 1:
+        _error(f"{what}: {violations[0].field}: {violations[0].description}{retry}")
+    elif violations:
+        _error(f"{what}: {len(violations)} fields to fix{retry}")
+        for v in violations:
+            print(f"  {v.field}: {' '.join(v.description.split())}", file=sys.stderr, flush=True)
+    else:
+        hint = ""
+        if e.code == grpc.StatusCode.UNAUTHENTICATED:
+            hint = " (wf sends the token in --token-file PATH or $WF_TOKEN)"
+        _error(f"{what}: {e.details}{retry}{hint}")
+
+
 def _exit_code(e: WorkflowServiceError) -> int:
     if e.code in _USAGE_CODES:
         return EXIT_USAGE
@@ -253,10 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(e))
         return EXIT_RUN_FAILED
     except WorkflowServiceError as e:
-        hint = ""
-        if e.code == grpc.StatusCode.UNAUTHENTICATED:
-            hint = " (wf sends the token in --token-file PATH or $WF_TOKEN)"
-        _error(f"{e.code.name.lower().replace('_', ' ')}: {e.details}{hint}")
+        _service_error(e)
         return _exit_code(e)
     except commands.WaitInterruptedError as e:
         _error(str(e))
