@@ -1,5 +1,12 @@
-"""OpenTelemetry spans: one per RPC (the grpc instrumentation), one per run, and one per
-step attempt.
+"""OpenTelemetry spans: one per RPC, one per run, and one per step attempt.
+
+RPC spans follow OpenTelemetry's conventions for gRPC servers (the span named after the
+full method, kind SERVER, ``rpc.system``/``rpc.service``/``rpc.method`` and
+``rpc.grpc.status_code``, ERROR status when the code is not OK), parented by the caller's
+context from the request metadata through the configured propagators. They come from the
+interceptor here rather than from opentelemetry-instrumentation-grpc, whose aio interceptor
+rebuilds the handler, copies the metadata and parses the peer on every call, and proxies the
+servicer context: several times the cost of the span itself on a short call.
 
 A run's span is a child of the RPC span that started it, so it joins the caller's trace
 (the W3C ``traceparent`` of the request). Step attempt spans are children of the run span
@@ -10,13 +17,15 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
 
 import grpc
 from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -50,16 +59,8 @@ class Tracing:
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
         """Spans for the workflow service's RPCs (health checks and reflection are left
-        out: they are noise, and the instrumentation cannot wrap Health.Watch)."""
-        prefix = self._prefix
-
-        def traced(details: Any) -> bool:
-            return str(details.method).startswith(prefix)
-
-        interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
-            tracer_provider=self.provider, filter_=traced
-        )
-        return interceptor
+        out: they are noise)."""
+        return _RpcSpans(self.tracer, self._prefix)
 
     def observe(self, run_id: str, workflow: str, resumed: bool) -> RunObserver:
         return _RunSpans(self.tracer, run_id, workflow, resumed)
@@ -120,3 +121,103 @@ class _RunSpans(RunObserver):
         if status in _FAILED:
             span.set_status(trace.StatusCode.ERROR, status)
         span.end()
+
+
+# ---- RPC spans ----------------------------------------------------------------------------
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+_OK = grpc.StatusCode.OK
+
+
+class _RpcSpans(grpc.aio.ServerInterceptor):
+    """A SERVER span around each call of the methods under ``prefix``; each method's traced
+    handler is built once."""
+
+    def __init__(self, tracer: trace.Tracer, prefix: str) -> None:
+        self._tracer = tracer
+        self._prefix = prefix
+        self._traced: dict[str, tuple[Handler, Handler]] = {}  # method -> (found, traced)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or not method.startswith(self._prefix):
+            return handler
+        cached = self._traced.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        traced = self._wrap(method, handler)
+        self._traced[method] = (handler, traced)
+        return traced
+
+    def _wrap(self, method: str, handler: Any) -> Handler:
+        attr = ("stream_" if handler.request_streaming else "unary_") + (
+            "stream" if handler.response_streaming else "unary"
+        )
+        behavior = getattr(handler, attr)
+        tracer = self._tracer
+        service, _, name = method.lstrip("/").rpartition("/")
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        fields = frozenset(propagate.get_global_textmap().fields)
+
+        def begin(context: Ctx) -> tuple[trace.Span, object]:
+            carrier = {k: v for k, v in context.invocation_metadata() or () if k in fields}
+            parent = propagate.extract(carrier) if carrier else None
+            span = tracer.start_span(
+                method, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
+            )
+            return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
+                span, token = begin(context)
+                error: BaseException | None = None
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except BaseException as e:
+                    error = e
+                    raise
+                finally:
+                    otel_context.detach(token)  # type: ignore[arg-type]
+                    _end(span, context, error)
+
+            traced: Any = stream
+        else:
+
+            async def call(request: Any, context: Ctx) -> Any:
+                span, token = begin(context)
+                error: BaseException | None = None
+                try:
+                    return await behavior(request, context)
+                except BaseException as e:
+                    error = e
+                    raise
+                finally:
+                    otel_context.detach(token)  # type: ignore[arg-type]
+                    _end(span, context, error)
+
+            traced = call
+        return handler._replace(**{attr: traced})  # type: ignore[no-any-return]
+
+
+def _end(span: trace.Span, context: Ctx, error: BaseException | None) -> None:
+    code = context.code()  # set when the handler aborted
+    if code is None:
+        if error is None:
+            code = _OK
+        elif isinstance(error, asyncio.CancelledError | GeneratorExit):
+            code = grpc.StatusCode.CANCELLED  # the client went away
+        else:
+            code = grpc.StatusCode.UNKNOWN
+            span.record_exception(error)
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code is not _OK:
+        span.set_status(trace.StatusCode.ERROR, f"{code.name}: {context.details() or ''}")
+    span.end()
