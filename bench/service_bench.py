@@ -21,9 +21,10 @@ Cases
   unary       64 calls in flight on one channel, 5,000 timed calls (500 warm-up):
               bare      a generic grpc.aio unary handler that returns the request bytes
               run_echo  RunWorkflow(workflow="echo", wait=true)
-              run_echo_ops  the same with a bearer token checked, Prometheus metrics on
-                        (--metrics-port) and OpenTelemetry tracing on with no exporter
-                        (--tracing); its ratio is to run_echo (target: within 10%)
+              run_echo_am   the same with a bearer token checked and Prometheus metrics on
+                            (--metrics-port)
+              run_echo_ops  and OpenTelemetry tracing on as well, with no exporter
+                            (--tracing); both ratios are to run_echo (target: within 10%)
   stream      64 streams at once, each call reads its stream to the end (about 25,000
               timed messages, one warm-up call per stream):
               bare           a generic grpc.aio server-streaming handler: 100 messages per
@@ -108,6 +109,7 @@ BARE_SERVICE = "bench.Bare"
 # run_echo_ops: the server checks this bearer token (scope run) and has Prometheus metrics
 # and OpenTelemetry tracing on (spans made, no exporter); the client sends the token.
 OPS_TOKEN = "bench-token-7f3a9c2e5b1d4f60"
+OPS_IMPLS = ("run_echo_am", "run_echo_ops")  # run_echo_am: token and metrics, no tracing
 OPS_TOKENS = json.dumps({"tokens": [{"name": "bench", "token": OPS_TOKEN, "scopes": ["run"]}]})
 LLAMA_DIST = "llama-agents-server"
 
@@ -306,7 +308,8 @@ async def client_unary(impl: str, target: str, calls: int) -> dict[str, Any]:
     else:
         call = pb_grpc.WorkflowServiceStub(channel).RunWorkflow
         ok = pb.RUN_STATUS_SUCCEEDED
-        metadata = (("authorization", f"Bearer {OPS_TOKEN}"),) if impl == "run_echo_ops" else None
+        token = impl in OPS_IMPLS
+        metadata = (("authorization", f"Bearer {OPS_TOKEN}"),) if token else None
 
         async def one() -> int:
             resp = await call(req, timeout=CALL_TIMEOUT_S, metadata=metadata)
@@ -578,6 +581,7 @@ def make_plan(stores: list[str]) -> list[Config]:
 
     plan.append(Config("unary", "bare", "bare", "calls/s", "bare unary echo"))
     ours("unary", "run_echo", "calls/s", "RunWorkflow echo wait")
+    ours("unary", "run_echo_am", "calls/s", "RunWorkflow echo wait, auth+metrics")
     ours("unary", "run_echo_ops", "calls/s", "RunWorkflow echo wait, auth+metrics+tracing")
     plan.append(Config("stream", "bare", "bare", "msgs/s", "bare stream x100"))
     ours("stream", "events_all", "msgs/s", "StreamEvents all kinds")
@@ -680,12 +684,10 @@ def start_server(cfg: Config, loop: str) -> Server:
     cmd = [sys.executable, os.path.abspath(__file__), "--serve", cfg.server, "--loop", loop]
     cmd += ["--port", str(port), "--workflows", cfg.workflows, "--store", store or "memory"]
     env = child_env()
-    if cfg.impl == "run_echo_ops":
-        env.update(
-            WORKFLOW_AUTH_TOKENS=OPS_TOKENS,
-            WORKFLOW_METRICS_PORT=str(free_port()),
-            WORKFLOW_TRACING="true",
-        )
+    if cfg.impl in OPS_IMPLS:
+        env.update(WORKFLOW_AUTH_TOKENS=OPS_TOKENS, WORKFLOW_METRICS_PORT=str(free_port()))
+        if cfg.impl == "run_echo_ops":
+            env.update(WORKFLOW_TRACING="true")
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -888,7 +890,7 @@ def parent(
             )
             cpu = f"{med(cfg.key, loop, 'server_cpu'):.2f}/{med(cfg.key, loop, 'client_cpu'):.2f}"
             ratio = ""
-            if cfg.impl == "run_echo_ops":
+            if cfg.impl in OPS_IMPLS:
                 plain = med(f"unary/run_echo/{cfg.store}", loop)
                 ratio = f"{value / plain:.0%} of plain"
                 met = "met" if value / plain >= 0.9 else "MISSED"
