@@ -20,14 +20,15 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from typing import Any, NoReturn
 
 import grpc
 
 from .errors import PermissionDeniedError, ServiceError, UnauthenticatedError, grpc_errors
+from .interceptors import Behavior, Handler, WrappingInterceptor
 from .security import SecuritySetupError
 
 log = logging.getLogger("service.auth")
@@ -324,13 +325,6 @@ def _log_rejection(
 
 # ---- the interceptor -----------------------------------------------------------------------
 
-Behavior = Callable[..., Any]  # a handler: (request or request iterator, context)
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-if TYPE_CHECKING:  # grpc's classes are generic only in the type stubs
-    Continuation = Callable[
-        [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-    ]
-
 _MISSING = "this server requires a token: send the metadata 'authorization: Bearer <token>'"
 _MALFORMED = "the authorization metadata must be 'Bearer <token>'"
 _UNKNOWN = (
@@ -339,31 +333,21 @@ _UNKNOWN = (
 )
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(WrappingInterceptor):
     """Authenticates every call but health checks and checks its method's scope.
 
     The check runs inside the handler, from the call's own metadata, so each method's
-    guarded handler is built once and reused (and interceptors before this one can cache
-    what they build on it too)."""
+    guarded handler is built once and reused."""
 
     def __init__(self, tokens: TokenRegistry) -> None:
+        super().__init__()
         self.tokens = tokens
-        # method -> (the handler as found, the same handler guarded)
-        self._guarded: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
-            return handler  # an unknown method gets UNIMPLEMENTED as usual
-        cached = self._guarded.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        guarded = _rebuild(handler, lambda behavior: self._guard(behavior, method))
-        self._guarded[method] = (handler, guarded)
-        return guarded
+    def wants(self, method: str) -> bool:
+        return not method.startswith(OPEN_PREFIXES)
+
+    def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:
+        return self._guard(behavior, method)
 
     def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
         """The caller of this call; raises (and logs) when its token is missing, unknown
@@ -436,25 +420,3 @@ async def _refuse(context: grpc.aio.ServicerContext[Any, Any], error: ServiceErr
     async with grpc_errors(context):
         raise error
     raise AssertionError("grpc_errors always aborts")
-
-
-def _rebuild(handler: Handler, wrap: Callable[[Behavior], Behavior]) -> Handler:
-    deserializer = handler.request_deserializer
-    serializer = handler.response_serializer
-    if handler.request_streaming and handler.response_streaming:
-        assert handler.stream_stream is not None
-        return grpc.stream_stream_rpc_method_handler(
-            wrap(handler.stream_stream), deserializer, serializer
-        )
-    if handler.request_streaming:
-        assert handler.stream_unary is not None
-        return grpc.stream_unary_rpc_method_handler(
-            wrap(handler.stream_unary), deserializer, serializer
-        )
-    if handler.response_streaming:
-        assert handler.unary_stream is not None
-        return grpc.unary_stream_rpc_method_handler(
-            wrap(handler.unary_stream), deserializer, serializer
-        )
-    assert handler.unary_unary is not None
-    return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), deserializer, serializer)

@@ -13,13 +13,14 @@ import inspect
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from threading import Thread
-from typing import Any, TypeAlias
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from ._pb import workflow_pb2 as pb
+from .interceptors import Behavior, Handler, WrappingInterceptor
 from .observer import RunObserver
 
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
@@ -248,7 +249,6 @@ class _MethodSeries:
 
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
 def _failure_code(context: Ctx, error: BaseException) -> grpc.StatusCode:
@@ -330,45 +330,19 @@ def _written_response(
     return handle
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """Counts and times every RPC it sees: install it before interceptors that refuse
     calls, so refused calls count too."""
 
     def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
         self.metrics = metrics
-        # method -> (the handler as found, the same handler measured)
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None  # unknown method: grpc answers UNIMPLEMENTED
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, method: str, handler: Any) -> Handler:
+    def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:
         kind = _RPC_TYPES[(handler.request_streaming, handler.response_streaming)]
         series = self.metrics.method(method, kind)
-        attr = {
-            "unary": "unary_unary",
-            "server_stream": "unary_stream",
-            "client_stream": "stream_unary",
-            "bidi_stream": "stream_stream",
-        }[kind]
-        behavior = getattr(handler, attr)
         if not handler.response_streaming:
-            measured: Any = _unary_response(series, behavior)
-        elif inspect.isasyncgenfunction(behavior):
-            measured = _streamed_response(series, behavior)
-        else:
-            measured = _written_response(series, behavior)
-        return handler._replace(**{attr: measured})  # type: ignore[no-any-return]
+            return _unary_response(series, behavior)
+        if inspect.isasyncgenfunction(behavior):
+            return _streamed_response(series, behavior)
+        return _written_response(series, behavior)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from opentelemetry import context as otel_context
@@ -30,6 +30,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from .interceptors import Behavior, Handler, WrappingInterceptor
 from .observer import RunObserver
 
 _FAILED = frozenset({"FAILED", "TIMED_OUT"})
@@ -126,40 +127,21 @@ class _RunSpans(RunObserver):
 # ---- RPC spans ----------------------------------------------------------------------------
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 _OK = grpc.StatusCode.OK
 
 
-class _RpcSpans(grpc.aio.ServerInterceptor):
-    """A SERVER span around each call of the methods under ``prefix``; each method's traced
-    handler is built once."""
+class _RpcSpans(WrappingInterceptor):
+    """A SERVER span around each call of the methods under ``prefix``."""
 
     def __init__(self, tracer: trace.Tracer, prefix: str) -> None:
+        super().__init__()
         self._tracer = tracer
         self._prefix = prefix
-        self._traced: dict[str, tuple[Handler, Handler]] = {}  # method -> (found, traced)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or not method.startswith(self._prefix):
-            return handler
-        cached = self._traced.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        traced = self._wrap(method, handler)
-        self._traced[method] = (handler, traced)
-        return traced
+    def wants(self, method: str) -> bool:
+        return method.startswith(self._prefix)
 
-    def _wrap(self, method: str, handler: Any) -> Handler:
-        attr = ("stream_" if handler.request_streaming else "unary_") + (
-            "stream" if handler.response_streaming else "unary"
-        )
-        behavior = getattr(handler, attr)
+    def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:
         tracer = self._tracer
         service, _, name = method.lstrip("/").rpartition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
@@ -188,23 +170,21 @@ class _RpcSpans(grpc.aio.ServerInterceptor):
                     otel_context.detach(token)  # type: ignore[arg-type]
                     _end(span, context, error)
 
-            traced: Any = stream
-        else:
+            return stream
 
-            async def call(request: Any, context: Ctx) -> Any:
-                span, token = begin(context)
-                error: BaseException | None = None
-                try:
-                    return await behavior(request, context)
-                except BaseException as e:
-                    error = e
-                    raise
-                finally:
-                    otel_context.detach(token)  # type: ignore[arg-type]
-                    _end(span, context, error)
+        async def call(request: Any, context: Ctx) -> Any:
+            span, token = begin(context)
+            error: BaseException | None = None
+            try:
+                return await behavior(request, context)
+            except BaseException as e:
+                error = e
+                raise
+            finally:
+                otel_context.detach(token)  # type: ignore[arg-type]
+                _end(span, context, error)
 
-            traced = call
-        return handler._replace(**{attr: traced})  # type: ignore[no-any-return]
+        return call
 
 
 def _end(span: trace.Span, context: Ctx, error: BaseException | None) -> None:
