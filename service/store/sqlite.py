@@ -509,10 +509,23 @@ def _apply(
         conn.executemany("DELETE FROM events WHERE run_id = ?", deletes)
         conn.executemany("DELETE FROM runs WHERE run_id = ?", deletes)
     if inserts:
+        # A run created in this batch is written once, as its latest update left it: a
+        # short run often starts and ends within one batch.
+        rows = []
+        for run_id, ordinal, workflow, status, fingerprint, created, labels, blob in inserts:
+            ended_ns = None
+            latest = updates.pop(run_id, None)
+            if latest is not None:
+                _, _, status, ended_ns, blob = latest
+                if ended_ns is not None:
+                    checkpoints.pop(run_id, None)
+            rows.append(
+                (run_id, ordinal, workflow, status, fingerprint, created, labels, blob, ended_ns)
+            )
         conn.executemany(
-            "INSERT OR IGNORE INTO runs (run_id, ordinal, workflow, status, "
-            "fingerprint, created_ns, labels, run) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            inserts,
+            "INSERT OR IGNORE INTO runs (run_id, ordinal, workflow, status, fingerprint, "
+            "created_ns, labels, run, ended_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
     if events:
         conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", events)
