@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from . import logs
 from .errors import PermissionDeniedError, ServiceError, UnauthenticatedError, grpc_errors
 from .interceptors import Behavior, Handler, WrappingInterceptor
 from .security import SecuritySetupError
@@ -257,12 +258,15 @@ def load_tokens(path: str | None, inline: str | None) -> tuple[TokenRegistry, st
         raise SecuritySetupError(f"{source}: cannot read it ({reason})") from None
     registry = TokenRegistry.parse(text, source)
     if registry.plain_secrets and mode & 0o077:
-        log.warning(
-            "event=tokens_file_exposed file=%s mode=%o tokens=%s: other users may read these "
-            "secrets; chmod 600 the file, or list them as token_sha256",
-            path,
-            mode & 0o777,
-            ",".join(registry.plain_secrets),
+        logs.event(
+            log,
+            logging.WARNING,
+            "tokens_file_exposed",
+            file=path,
+            mode=f"{mode & 0o777:o}",
+            tokens=",".join(registry.plain_secrets),
+            advice="other users may read these secrets; chmod 600 the file, or list them "
+            "as token_sha256",
         )
     return registry, source
 
@@ -313,13 +317,15 @@ def allowed_workflows() -> frozenset[str] | None:
 def _log_rejection(
     method: str, reason: str, peer: str, token_name: str | None, error: ServiceError
 ) -> None:
-    log.warning(
-        "event=call_rejected method=%s reason=%s peer=%s token_name=%s detail=%r",
-        method,
-        reason,
-        peer,
-        token_name or "-",
-        str(error),
+    logs.event(
+        log,
+        logging.WARNING,
+        "call_rejected",
+        method=method,
+        reason=reason,
+        peer=peer,
+        token_name=token_name,
+        detail=str(error),
     )
 
 

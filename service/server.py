@@ -228,11 +228,13 @@ def _security(
     tls = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
     authenticated = tokens is not None or config.tls_client_ca is not None
     check_exposure(config.host, authenticated=authenticated, insecure=config.insecure)
-    log.info(
-        "event=security auth=%s tokens=%d tls=%s",
-        "tokens" if tokens is not None else "off",
-        len(tokens.principals) if tokens is not None else 0,
-        "mutual" if config.tls_client_ca else "on" if tls is not None else "off",
+    logs.event(
+        log,
+        logging.INFO,
+        "security",
+        auth="tokens" if tokens is not None else "off",
+        tokens=len(tokens.principals) if tokens is not None else 0,
+        tls="mutual" if config.tls_client_ca else "on" if tls is not None else "off",
     )
     return tokens, tls
 

@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from service._pb import workflow_pb2 as pb
+from service.logs import KeyValueFormatter
 from tests.service.conftest import req, struct
 
 from .conftest import TOKENS, Secured, md
@@ -313,14 +314,15 @@ async def test_rejections_are_logged_once_without_the_token(
         await code_of(CALLS["RunWorkflow"](secured, md("reader")))
         await code_of(CALLS["RunWorkflow"](secured, None))
         await secured.stub.RunWorkflow(req("echo", message="a", _wait=True), metadata=md("admin"))
-    rejected = [r for r in caplog.records if "event=call_rejected" in r.getMessage()]
+    lines = [KeyValueFormatter().format(r) for r in caplog.records]
+    rejected = [line for line in lines if "event=call_rejected" in line]
     assert len(rejected) == 3
-    unknown, scope, missing = (r.getMessage() for r in rejected)
+    unknown, scope, missing = rejected
     assert "method=/workflow.v1.WorkflowService/GetRun" in unknown
-    assert "reason=unknown_token" in unknown and "token_name=-" in unknown
+    assert "reason=unknown_token" in unknown and "token_name=" not in unknown
     assert "reason=permission_denied" in scope and "token_name=reader" in scope
     assert "reason=missing_token" in missing
     assert all("peer=ipv4:127.0.0.1:" in m for m in (unknown, scope, missing))
-    text = "\n".join(r.getMessage() for r in caplog.records)
+    text = "\n".join(lines)
     for secret in [wrong, *(t.secret for t in TOKENS.values())]:
         assert secret not in text

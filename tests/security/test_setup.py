@@ -18,6 +18,7 @@ from service._pb import workflow_pb2 as pb
 from service._pb import workflow_pb2_grpc as pb_grpc
 from service.auth import Scope, TokenRegistry, load_tokens
 from service.config import parse_args
+from service.logs import KeyValueFormatter
 from service.security import SecuritySetupError, is_loopback
 from tests.cli.conftest import start_server, stop_server
 from tests.service.conftest import struct
@@ -121,7 +122,7 @@ def test_a_file_others_can_read_with_plain_secrets_is_warned_about(
         for p, mode in [(path, 0o644), (hashed_only, 0o644), (path, 0o600)]:
             p.chmod(mode)
             load_tokens(str(p), None)
-    warned = [r.getMessage() for r in caplog.records]
+    warned = [KeyValueFormatter().format(r) for r in caplog.records]
     assert len(warned) == 1
     assert "event=tokens_file_exposed" in warned[0] and "tokens=admin" in warned[0]
     assert "mode=644" in warned[0]
