@@ -26,6 +26,7 @@ from engine import (
     WorkflowValidationError,
 )
 
+from . import logs
 from .store import StoreUnavailableError
 
 log = logging.getLogger("service")
@@ -295,7 +296,7 @@ async def grpc_errors(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncItera
     except Exception as e:
         code = status_for(e)
         if code is None:
-            log.exception("unexpected error in a request handler")
+            logs.event(log, logging.ERROR, "handler_failed", error=type(e).__name__, exc_info=True)
             code = grpc.StatusCode.INTERNAL
         message, status = rich_status(code, e)
         await context.abort(
