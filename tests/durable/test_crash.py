@@ -1,6 +1,7 @@
 """Crashes and restarts of a real server process on a SQLite store."""
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
@@ -191,3 +192,37 @@ async def test_a_run_that_is_not_durable_fails_saying_the_server_restarted(
         assert run.error is not None
         assert run.error.type == "ServerRestartedError"
         assert "restarted" in run.error.message
+
+
+async def test_runs_queued_behind_a_concurrency_key_survive_kill_9(
+    server: tuple[Starter, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs waiting for a slot of their key keep their place, and an event acknowledged
+    while one of them waited is delivered when it starts."""
+    monkeypatch.setenv("WORKFLOW_MAX_RUNS_PER_KEY", "1")
+    start, address = server
+    proc = await start()
+    key = {"concurrency_key": "tenant-1"}
+    async with WorkflowClient(address, reconnect_attempts=50, reconnect_delay=0.1) as client:
+        first = await client.start("ticker", count=40, interval_ms=50, labels=key, run_id="q0")
+        waiting = [
+            await client.start("ticker", count=3, interval_ms=10, labels=key, run_id=f"q{i}")
+            for i in (1, 2)
+        ]
+        asked = await client.start("approval", question="Ship?", labels=key, run_id="q3")
+        assert (await asked.get()).status == "PENDING"
+        await asked.send_event("HumanResponseEvent", response="yes")  # kept while it waits
+        async for ev in first.events():
+            if ev.kind == "STREAM":
+                break  # the first run is going; the others still wait
+        proc.kill()
+        await proc.wait()
+        await start()
+        assert [(await h.get()).status for h in (*waiting, asked)] == ["PENDING"] * 3
+        assert await first.result() == 40
+        assert [await h.result() for h in waiting] == [3, 3]
+        assert await asked.result() == {"approved": True, "response": "yes"}
+        runs = [await h.get() for h in (first, *waiting, asked)]
+        for before, after in itertools.pairwise(runs):
+            assert before.ended_at is not None and after.started_at is not None
+            assert after.started_at >= before.ended_at  # one at a time, in arrival order
