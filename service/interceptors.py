@@ -8,6 +8,7 @@ and return the same wrapped handler afterwards, doing their per-call work inside
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
@@ -53,3 +54,19 @@ def behavior_attribute(handler: Handler) -> str:
     return ("stream_" if handler.request_streaming else "unary_") + (
         "stream" if handler.response_streaming else "unary"
     )
+
+
+def call_code(
+    context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None
+) -> grpc.StatusCode:
+    """The status a call ended with, from its context and what its handler raised (None:
+    it returned)."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        # The call went away: the client cancelled it or its deadline passed.
+        remaining = context.time_remaining()
+        expired = remaining is not None and remaining <= 0
+        return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+    code = context.code()  # set by abort()
+    if code is not None:
+        return code
+    return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN

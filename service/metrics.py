@@ -7,7 +7,6 @@ per-event cost is an increment.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import time
@@ -20,7 +19,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from ._pb import workflow_pb2 as pb
-from .interceptors import Behavior, Handler, WrappingInterceptor
+from .interceptors import Behavior, Handler, WrappingInterceptor, call_code
 from .observer import RunObserver
 
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
@@ -251,20 +250,6 @@ class _MethodSeries:
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
-def _failure_code(context: Ctx, error: BaseException) -> grpc.StatusCode:
-    """The status an RPC ended with when its handler raised ``error``."""
-    if isinstance(error, asyncio.CancelledError | GeneratorExit):
-        # The call went away: the client cancelled it or its deadline passed.
-        return grpc.StatusCode.DEADLINE_EXCEEDED if _expired(context) else grpc.StatusCode.CANCELLED
-    code = context.code()  # set by abort()
-    return code if code is not None else grpc.StatusCode.UNKNOWN
-
-
-def _expired(context: Ctx) -> bool:
-    remaining = context.time_remaining()
-    return remaining is not None and remaining <= 0
-
-
 def _unary_response(
     series: _MethodSeries, behavior: Callable[[Any, Ctx], Awaitable[Any]]
 ) -> Callable[[Any, Ctx], Awaitable[Any]]:
@@ -274,10 +259,9 @@ def _unary_response(
         try:
             response = await behavior(request, context)
         except BaseException as e:
-            series.done(_failure_code(context, e), began)
+            series.done(call_code(context, e), began)
             raise
-        code = context.code()
-        series.done(code if code is not None else grpc.StatusCode.OK, began)
+        series.done(call_code(context, None), began)
         return response
 
     return handle
@@ -298,11 +282,10 @@ def _streamed_response(
                     sent += 1
                     yield response
         except BaseException as e:
-            series.done(_failure_code(context, e), began)
+            series.done(call_code(context, e), began)
             raise
         else:
-            code = context.code()
-            series.done(code if code is not None else grpc.StatusCode.OK, began)
+            series.done(call_code(context, None), began)
         finally:
             if sent:
                 series.sent.inc(sent)

@@ -17,7 +17,6 @@ nothing.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 from collections.abc import AsyncIterator
@@ -30,7 +29,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from .interceptors import Behavior, Handler, WrappingInterceptor
+from .interceptors import Behavior, Handler, WrappingInterceptor, call_code
 from .observer import RunObserver
 
 _FAILED = frozenset({"FAILED", "TIMED_OUT"})
@@ -188,15 +187,9 @@ class _RpcSpans(WrappingInterceptor):
 
 
 def _end(span: trace.Span, context: Ctx, error: BaseException | None) -> None:
-    code = context.code()  # set when the handler aborted
-    if code is None:
-        if error is None:
-            code = _OK
-        elif isinstance(error, asyncio.CancelledError | GeneratorExit):
-            code = grpc.StatusCode.CANCELLED  # the client went away
-        else:
-            code = grpc.StatusCode.UNKNOWN
-            span.record_exception(error)
+    code = call_code(context, error)
+    if code is grpc.StatusCode.UNKNOWN and error is not None:
+        span.record_exception(error)  # raised, not aborted: worth its traceback
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code is not _OK:
         span.set_status(trace.StatusCode.ERROR, f"{code.name}: {context.details() or ''}")
