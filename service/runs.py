@@ -513,9 +513,8 @@ class RunManager:
         # logging a failed run's error as "never retrieved".
         active.handler.add_done_callback(_consume_outcome)
         if pending:
-            accepted = {t.__name__: t for t in wf.external_event_types()}
             for type_name, data in pending:
-                active.handler.ctx.send_event(build_event(accepted[type_name], data))
+                active.handler.ctx.send_event(wf.build_event(type_name, data))
             if self.store.durable:
                 active.save_checkpoint()
 
