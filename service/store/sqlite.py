@@ -18,10 +18,11 @@ import contextlib
 import json
 import logging
 import queue
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -344,9 +345,13 @@ class SqliteStore(Store):
             log_.wake()
 
     async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+        log_: _Log | None = None
         while True:
             self._check()
-            log_ = self._logs.get(run_id)
+            # A log once held stays valid after the run ends (it is only dropped from
+            # _logs), so its last committed events are served from memory, not re-read.
+            if log_ is None or after < log_.base:
+                log_ = self._logs.get(run_id)
             if log_ is None or after < log_.base:
                 rows = await self._read(_page_reader(run_id, after))
                 for (blob,) in rows:
@@ -522,27 +527,72 @@ def _apply(
             rows.append(
                 (run_id, ordinal, workflow, status, fingerprint, created, labels, blob, ended_ns)
             )
-        conn.executemany(
+        _insert(
+            conn,
             "INSERT OR IGNORE INTO runs (run_id, ordinal, workflow, status, fingerprint, "
-            "created_ns, labels, run, ended_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_ns, labels, run, ended_ns) VALUES ",
             rows,
         )
     if events:
-        conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", events)
-    going = [(st, blob, run_id) for _, run_id, st, end, blob in updates.values() if end is None]
-    ended = [(st, end, blob, run_id) for _, run_id, st, end, blob in updates.values() if end]
-    for _, _, _, run_id in ended:
+        _insert(conn, "INSERT OR IGNORE INTO events VALUES ", events)
+    going = [(run_id, st, blob) for _, run_id, st, end, blob in updates.values() if end is None]
+    ended = [(run_id, st, end, blob) for _, run_id, st, end, blob in updates.values() if end]
+    for run_id, *_ in ended:
         checkpoints.pop(run_id, None)  # an ended run needs no checkpoint any more
     if going:
-        conn.executemany("UPDATE runs SET status = ?, run = ? WHERE run_id = ?", going)
+        _update(conn, "status = v.column2, run = v.column3", going)
     if ended:
-        conn.executemany(
-            "UPDATE runs SET status = ?, ended_ns = ?, run = ?, checkpoint = NULL WHERE run_id = ?",
+        _update(
+            conn,
+            "status = v.column2, ended_ns = v.column3, run = v.column4, checkpoint = NULL",
             ended,
         )
     if checkpoints:
-        conn.executemany(
-            "UPDATE runs SET checkpoint = ? WHERE run_id = ?",
-            [(text, run_id) for run_id, text in checkpoints.items()],
-        )
+        _update(conn, "checkpoint = v.column2", list(checkpoints.items()))
     conn.execute("COMMIT")
+
+
+# Rows go to SQLite many to a statement rather than one by one (executemany): the sqlite3
+# module lets go of the GIL around every statement it prepares and steps, and each time it
+# takes the GIL back it may wait a whole switch interval (5 ms) for the busy event loop.
+_ROWS_PER_STATEMENT = 1000
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
+def _chunks(
+    conn: sqlite3.Connection, rows: list[tuple[Any, ...]]
+) -> Iterator[tuple[str, list[Any]]]:
+    """``rows`` in groups as large as SQLite's limit on variables allows: a ``VALUES``
+    list of placeholders for each group, and its parameters flattened."""
+    width = len(rows[0])
+    per = max(
+        1, min(_ROWS_PER_STATEMENT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    )
+    row = "(" + ",".join("?" * width) + ")"
+    for i in range(0, len(rows), per):
+        group = rows[i : i + per]
+        yield ",".join([row] * len(group)), [v for r in group for v in r]
+
+
+def _insert(conn: sqlite3.Connection, head: str, rows: list[tuple[Any, ...]]) -> None:
+    for values, params in _chunks(conn, rows):
+        conn.execute(head + values, params)
+
+
+def _update(conn: sqlite3.Connection, assignments: str, rows: list[tuple[Any, ...]]) -> None:
+    """UPDATE runs from ``rows`` of (run_id, value, ...): ``assignments`` name the values
+    ``v.column2`` onwards."""
+    if not _UPDATE_FROM:
+        # Without UPDATE ... FROM: one statement per row, the values in column order.
+        plain = re.sub(r"v\.column\d+", "?", assignments)
+        conn.executemany(
+            f"UPDATE runs SET {plain} WHERE run_id = ?",
+            [(*r[1:], r[0]) for r in rows],
+        )
+        return
+    for values, params in _chunks(conn, rows):
+        conn.execute(
+            f"UPDATE runs SET {assignments} FROM (VALUES {values}) AS v "
+            "WHERE runs.run_id = v.column1",
+            params,
+        )

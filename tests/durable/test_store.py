@@ -124,3 +124,42 @@ async def test_a_slow_follower_of_a_long_live_run_misses_nothing(tmp_path: Path)
         assert len(seen) > 4000
     finally:
         await shut(served)
+
+
+@pytest.mark.parametrize("update_from", [True, False], ids=["update-from", "row-by-row"])
+async def test_batches_split_across_statements_keep_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, update_from: bool
+) -> None:
+    """Rows are written several to a statement (or one UPDATE per row on a SQLite without
+    UPDATE ... FROM); whatever the split, every run, update and event lands."""
+    from service.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "_ROWS_PER_STATEMENT", 3)
+    monkeypatch.setattr(sqlite_store, "_UPDATE_FROM", update_from)
+    url = f"sqlite:///{tmp_path}/runs.db"
+    first = await restartable(url)
+    ids = [f"r{i}" for i in range(20)]
+    try:
+        done = await asyncio.gather(
+            *(first.stub.RunWorkflow(req("ticker", _wait=True, _run_id=i, count=5)) for i in ids)
+        )
+        assert {d.run.status for d in done} == {pb.RUN_STATUS_SUCCEEDED}
+    finally:
+        await shut(first)
+    second = await restartable(url)
+    try:
+        for run_id, d in zip(ids, done, strict=True):
+            run = (await second.stub.GetRun(pb.GetRunRequest(run_id=run_id))).run
+            assert run.status == pb.RUN_STATUS_SUCCEEDED
+            assert run.result.number_value == 5
+            events = await second.events(run_id)
+            assert [e.sequence for e in events] == list(range(1, d.run.last_sequence + 1))
+            assert [e.data["n"] for e in events if e.kind == pb.EVENT_KIND_STREAM] == [
+                1,
+                2,
+                3,
+                4,
+                5,
+            ]
+    finally:
+        await shut(second)
