@@ -20,6 +20,7 @@ import logging
 import queue
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -38,6 +39,7 @@ T = TypeVar("T")
 SCHEMA_VERSION = 1
 MAX_BATCH = 5000
 LINGER = 0.001  # seconds a small batch waits for more work before it commits
+SWITCH_INTERVAL = 0.001  # the interpreter's, while a store is open (see SqliteStore)
 PAGE = 256  # events read from the database per page when replaying history
 TAIL = 1024  # committed events of a live run kept in memory for followers keeping up
 
@@ -136,6 +138,21 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
     # Later versions add a step here: `if version <= 1: ... PRAGMA user_version = 2`.
 
 
+_open_stores = 0
+_switch_interval_before = 0.0
+
+
+def _shorten_switch_interval(change: int) -> None:
+    """Counts open stores: the first lowers the switch interval, the last puts it back."""
+    global _open_stores, _switch_interval_before
+    _open_stores += change
+    if change > 0 and _open_stores == 1:
+        _switch_interval_before = sys.getswitchinterval()
+        sys.setswitchinterval(min(_switch_interval_before, SWITCH_INTERVAL))
+    elif change < 0 and _open_stores == 0:
+        sys.setswitchinterval(_switch_interval_before)
+
+
 def _page_reader(run_id: str, after: int) -> Callable[[sqlite3.Connection], list[Any]]:
     def read(c: sqlite3.Connection) -> list[Any]:
         return c.execute(
@@ -174,6 +191,11 @@ class SqliteStore(Store):
         self._interrupted: Exception | None = None
         row = self._write_conn.execute("SELECT COALESCE(MAX(ordinal), 0) FROM runs").fetchone()
         self._ordinal: int = row[0]
+        # The writer lets go of the GIL around every SQLite call and must then wait for the
+        # event loop to hand it back, by default up to 5 ms each time: a batch's few calls
+        # could add tens of milliseconds to every commit, which a RunWorkflow(wait) waits for.
+        _shorten_switch_interval(+1)
+        self._holds_interval = True
         self._writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
         self._writer.start()
 
@@ -478,6 +500,9 @@ class SqliteStore(Store):
         self._reader.shutdown(wait=True)
         self._write_conn.close()
         self._read_conn.close()
+        if self._holds_interval:
+            self._holds_interval = False
+            _shorten_switch_interval(-1)
 
 
 def _apply(
