@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from workflow_client import Event, RunHandle, UnavailableError, WorkflowClient
 
+from examples import WORKFLOWS
+from service.server import WorkflowServer
+from service.store import open_store
+
+from ..service.conftest import serve
 from .helpers import TcpProxy
 
 
@@ -88,3 +94,41 @@ async def test_calls_to_no_server_raise_unavailable() -> None:
             await nowhere.list_workflows()
         with pytest.raises(UnavailableError):
             [e async for e in nowhere.stream("echo", message="hi").events()]
+
+
+async def test_events_wait_as_long_as_a_restarting_server_asks(tmp_path: Path) -> None:
+    """A server stopping with a durable run in flight ends its streams UNAVAILABLE with a
+    RetryInfo (1 s). The client waits that long before reconnecting, although its own
+    back-off would have spent all its attempts in a few milliseconds, and so finds the
+    restarted server and resumes the run's events with no gap."""
+    url = f"sqlite:///{tmp_path}/runs.db"
+    first, port = await serve(url)
+    async with WorkflowClient(
+        f"127.0.0.1:{port}", reconnect_attempts=2, reconnect_delay=0.01
+    ) as client:
+        handle = await client.start("ticker", count=20, interval_ms=50)
+        events: list[Event] = []
+        servers: list[WorkflowServer] = []
+
+        async def restart() -> float:
+            await first.stop(0)  # the run is left to resume at the next start
+            stopped = time.perf_counter()
+            await asyncio.sleep(0.3)  # the client sees the stream end meanwhile
+            servers.append(WorkflowServer(WORKFLOWS, store=open_store(url)))
+            await servers[0].start("127.0.0.1", port)
+            return time.perf_counter() - stopped
+
+        restarting: asyncio.Task[float] | None = None
+        try:
+            async for event in handle.events():
+                events.append(event)
+                if len(events) == 4:
+                    restarting = asyncio.create_task(restart())
+            assert restarting is not None
+            assert await restarting < 1.0  # back before the client's first retry
+            assert await handle.result() == 20
+        finally:
+            for server in servers:
+                await server.stop(0)
+    check_contiguous(events)
+    assert [e.data["n"] for e in events if e.kind == "STREAM"] == list(range(1, 21))

@@ -38,6 +38,7 @@ CHANNEL_OPTIONS = [
 ]
 # Stream failures worth reconnecting for: the connection dropped or the server restarted.
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL})
+_MAX_RETRY_AFTER = 30.0  # seconds: the most a server's RetryInfo can make a retry wait
 
 _RUN_ERRORS: dict[str, type[RunError]] = {
     "FAILED": RunFailedError,
@@ -170,7 +171,7 @@ class WorkflowClient:
             except grpc.aio.AioRpcError as e:
                 if e.code() not in _RETRYABLE or attempt == self.reconnect_attempts:
                     raise from_rpc_error(e) from e
-                await asyncio.sleep(self.reconnect_delay * (attempt + 1))
+                await asyncio.sleep(self._backoff(attempt + 1, e))
         raise AssertionError("unreachable")
 
     async def start(
@@ -308,11 +309,23 @@ class WorkflowClient:
                         grpc.StatusCode.UNAVAILABLE,
                         "the event stream kept closing before the run's terminal event",
                     ) from e
-                await asyncio.sleep(self.reconnect_delay * failures)
+                await asyncio.sleep(
+                    self._backoff(failures, e if isinstance(e, grpc.aio.AioRpcError) else None)
+                )
             finally:
                 # The caller stopped early (break, aclose): end the call rather than leave the
                 # server streaming into it. A no-op once the call is done.
                 call.cancel()
+
+    def _backoff(self, attempt: int, error: grpc.aio.AioRpcError | None) -> float:
+        """Seconds to wait before retry ``attempt`` (1, 2, ...): growing with each attempt,
+        and never shorter than the server's RetryInfo asks (a restarting server says how
+        long it needs), up to _MAX_RETRY_AFTER."""
+        delay = self.reconnect_delay * attempt
+        asked = from_rpc_error(error).retry_after if error is not None else None
+        if asked is not None:
+            delay = max(delay, min(asked, _MAX_RETRY_AFTER))
+        return delay
 
     async def _ended_by(self, run_id: str, sequence: int) -> bool:
         """Whether the run has ended with its last event at or before ``sequence``."""
