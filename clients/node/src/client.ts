@@ -46,6 +46,9 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
 };
 
 /** Failures worth reconnecting for: the connection dropped or the server restarted. */
+/** The most a server's RetryInfo can make a retry wait, in seconds. */
+const MAX_RETRY_AFTER_S = 30;
+
 const RETRYABLE: ReadonlySet<grpc.status> = new Set([
   grpc.status.UNAVAILABLE,
   grpc.status.INTERNAL,
@@ -187,7 +190,7 @@ export class WorkflowClient {
         ) {
           throw e;
         }
-        await sleep(this.reconnectDelayMs * (attempt + 1));
+        await sleep(this.backoffMs(attempt + 1, e));
       }
     }
   }
@@ -300,8 +303,20 @@ export class WorkflowClient {
       if (failures > this.reconnectAttempts) {
         throw mapError(interruption);
       }
-      await sleep(this.reconnectDelayMs * failures);
+      await sleep(this.backoffMs(failures, interruption));
     }
+  }
+
+  /**
+   * Milliseconds to wait before retry `attempt` (1, 2, ...): growing with each attempt, and
+   * never shorter than the server's RetryInfo asks (a restarting server says how long it
+   * needs), up to MAX_RETRY_AFTER_S.
+   */
+  private backoffMs(attempt: number, error: unknown): number {
+    const delay = this.reconnectDelayMs * attempt;
+    const mapped = mapError(error);
+    const asked = mapped instanceof WorkflowServiceError ? mapped.retryAfter : undefined;
+    return asked === undefined ? delay : Math.max(delay, Math.min(asked, MAX_RETRY_AFTER_S) * 1000);
   }
 
   /** Whether the run has ended with its last event at or before `sequence`. */

@@ -124,3 +124,37 @@ describe('a dropped connection', { timeout: 60_000 }, () => {
     }
   });
 });
+
+describe('a server that is shutting down', { timeout: 60_000 }, () => {
+  test('run() retries no sooner than the RetryInfo the server sends', async () => {
+    // A run going on keeps the server in its grace period, refusing new runs.
+    const stopping = await ServerProcess.start(30_000, ['--shutdown-grace', '20']);
+    const client = new WorkflowClient(stopping.address, { reconnectAttempts: 0 });
+    const patient = new WorkflowClient(stopping.address, {
+      reconnectAttempts: 1,
+      reconnectDelayMs: 10,
+    });
+    try {
+      await client.start('ticker', { count: 100, interval_ms: 100 });
+      void stopping.stop(30_000); // SIGTERM now; it would exit when the grace period ends
+      let refusal: unknown;
+      for (let i = 0; i < 100 && refusal === undefined; i++) {
+        await client.run('echo', { message: 'hi' }).catch((e: unknown) => {
+          refusal = e;
+        });
+      }
+      assert.ok(refusal instanceof UnavailableError);
+      assert.equal(refusal.reason, 'SHUTTING_DOWN');
+      assert.equal(refusal.retryAfter, 1);
+
+      const began = performance.now();
+      await assert.rejects(patient.run('echo', { message: 'hi' }), UnavailableError);
+      // Its own back-off would have retried after 10 ms; the server asked for 1 s.
+      assert.ok(performance.now() - began >= 950, `retried after ${performance.now() - began} ms`);
+    } finally {
+      client.close();
+      patient.close();
+      await stopping.stop(0); // no need to wait out the grace period
+    }
+  });
+});
