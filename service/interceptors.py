@@ -9,7 +9,7 @@ and return the same wrapped handler afterwards, doing their per-call work inside
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -70,3 +70,23 @@ def call_code(
     if code is not None:
         return code
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
+
+
+class InterceptorChain(WrappingInterceptor):
+    """Several wrapping interceptors installed as one, the first outermost.
+
+    grpc.aio awaits every installed interceptor on every call, one coroutine each; the
+    chain wraps each method once with all its members and costs one such step per call."""
+
+    def __init__(self, members: Sequence[WrappingInterceptor]) -> None:
+        super().__init__()
+        self.members = tuple(members)
+
+    def wants(self, method: str) -> bool:
+        return any(m.wants(method) for m in self.members)
+
+    def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:
+        for member in reversed(self.members):
+            if member.wants(method):
+                behavior = member.wrap(method, handler, behavior)
+        return behavior

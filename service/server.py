@@ -23,6 +23,7 @@ from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor, TokenRegistry, load_tokens
 from .concurrency import Overflow
 from .config import Config, parse_args
+from .interceptors import InterceptorChain, WrappingInterceptor
 from .observer import ObserveRun, combine
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
@@ -116,14 +117,13 @@ class WorkflowServer:
         the gRPC host) and ``metrics_port`` (0: any free port) once started.
         ``tracer_provider``: make OpenTelemetry spans with it (None: no tracing)."""
         store = store or MemoryStore()
-        interceptors: list[grpc.aio.ServerInterceptor] = []
+        interceptors: list[WrappingInterceptor] = []
         observe: ObserveRun | None = None
         self.metrics: Metrics | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
         self._metrics_address = (metrics_host, metrics_port)
-        # Order: the RPC span outermost; metrics next, whose continuation then returns the
-        # same handler each call (it caches the measured one); interceptors that may refuse
-        # a call belong after both, so refused calls are traced and counted too.
+        # Order, outermost first: the RPC span, then metrics, then what may refuse a call,
+        # so refused calls are traced and counted too. All run as one InterceptorChain.
         if tracer_provider is not None:
             from .tracing import Tracing
 
@@ -157,7 +157,7 @@ class WorkflowServer:
             interceptors.append(AuthInterceptor(tokens))
         self.server = grpc.aio.server(
             options=server_options(max_streams_per_connection, keepalive_time, keepalive_timeout),
-            interceptors=interceptors,
+            interceptors=[InterceptorChain(interceptors)] if interceptors else None,
         )
         pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
         self.health = health.aio.HealthServicer()

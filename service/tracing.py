@@ -57,7 +57,7 @@ class Tracing:
         self.tracer = provider.get_tracer("workflow-service")
         self._prefix = f"/{service}/"
 
-    def interceptor(self) -> grpc.aio.ServerInterceptor:
+    def interceptor(self) -> WrappingInterceptor:
         """Spans for the workflow service's RPCs (health checks and reflection are left
         out: they are noise)."""
         return _RpcSpans(self.tracer, self._prefix)
