@@ -20,7 +20,7 @@ class Config:
     max_runs_per_key: int | None = None
     key_overflow: Overflow = Overflow.QUEUE
     max_result_bytes: int = 4 * 1024 * 1024
-    max_streams_per_connection: int = 1000
+    max_streams_per_connection: int = 20_000
     keepalive_time: float = 30.0
     keepalive_timeout: float = 10.0
     default_timeout: float | None = None
@@ -175,8 +175,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=_positive_int(
             _env("MAX_STREAMS_PER_CONNECTION", str(d.max_streams_per_connection))
         ),
-        help="concurrent calls one HTTP/2 connection may have open; further calls wait at "
-        "the client for a free stream",
+        help="concurrent calls one HTTP/2 connection may have open; a call made at the cap "
+        "waits for a free stream, calls opened in a burst past it are refused (UNAVAILABLE)",
     )
     p.add_argument(
         "--keepalive-time",

@@ -46,9 +46,11 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (--max-streams-per-connection): calls beyond it
-    # on one connection wait in the client's transport for a free stream.
-    ("grpc.max_concurrent_streams", 1000),
+    # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (--max-streams-per-connection). A call made
+    # while a connection is at the cap waits for a free stream, but calls opened in a burst
+    # past it are refused (RST_STREAM REFUSED_STREAM: UNAVAILABLE). The default leaves
+    # room for 10,000 subscribers on one connection.
+    ("grpc.max_concurrent_streams", 20_000),
     # Notice dead peers on long, idle streams (--keepalive-time/--keepalive-timeout): ping
     # every 30 s, drop the connection and its calls when an answer takes over 10 s.
     ("grpc.keepalive_time_ms", 30_000),
@@ -71,7 +73,7 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 
 
 def server_options(
-    max_streams_per_connection: int = 1000,
+    max_streams_per_connection: int = 20_000,
     keepalive_time: float = 30.0,
     keepalive_timeout: float = 10.0,
 ) -> list[tuple[str, int]]:
@@ -103,7 +105,7 @@ class WorkflowServer:
         max_result_bytes: int = 4 * 1024 * 1024,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
-        max_streams_per_connection: int = 1000,
+        max_streams_per_connection: int = 20_000,
         keepalive_time: float = 30.0,
         keepalive_timeout: float = 10.0,
         tokens: TokenRegistry | None = None,

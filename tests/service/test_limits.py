@@ -42,7 +42,7 @@ def test_server_options_apply_the_configured_limits() -> None:
 
 def test_limit_options_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = parse_args([])
-    assert (defaults.max_result_bytes, defaults.max_streams_per_connection) == (4 << 20, 1000)
+    assert (defaults.max_result_bytes, defaults.max_streams_per_connection) == (4 << 20, 20_000)
     assert (defaults.keepalive_time, defaults.keepalive_timeout) == (30.0, 10.0)
     monkeypatch.setenv("WORKFLOW_KEEPALIVE_TIME", "5")
     monkeypatch.setenv("WORKFLOW_MAX_RESULT_BYTES", "1000")
@@ -114,4 +114,23 @@ async def test_keepalive_notices_a_vanished_client_on_an_idle_stream() -> None:
             stream.cancel()
     finally:
         await proxy.close()
+        await server.stop(0)
+
+
+async def test_a_burst_of_streams_on_one_connection_fits_the_default_cap() -> None:
+    """grpc refuses (UNAVAILABLE) calls a client opens in a burst past the cap instead of
+    queueing them, so the default must hold many subscribers on one connection."""
+    server, port = await serve("memory")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.WorkflowServiceStub(channel)
+            start = req("ticker", count=1, interval_ms=0)
+
+            async def stream() -> int:
+                events = [e async for e in stub.StreamEvents(pb.StreamEventsRequest(start=start))]
+                return events[-1].kind
+
+            kinds = await asyncio.gather(*(stream() for _ in range(1500)))
+        assert kinds == [pb.EVENT_KIND_RUN_SUCCEEDED] * 1500
+    finally:
         await server.stop(0)
