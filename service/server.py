@@ -155,8 +155,10 @@ class WorkflowServer:
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
         self.tls = tls
+        self._auth: AuthInterceptor | None = None
         if tokens is not None:
-            interceptors.append(AuthInterceptor(tokens))
+            self._auth = AuthInterceptor(tokens)
+            interceptors.append(self._auth)
         self.server = grpc.aio.server(
             options=server_options(max_streams_per_connection, keepalive_time, keepalive_timeout),
             interceptors=[InterceptorChain(interceptors)] if interceptors else None,
@@ -192,6 +194,12 @@ class WorkflowServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return bound
 
+    def replace_tokens(self, tokens: TokenRegistry) -> None:
+        """Authenticate calls with ``tokens`` from now on (calls already admitted go on)."""
+        if self._auth is None:
+            raise SecuritySetupError("auth was off at start-up; restart with tokens to turn it on")
+        self._auth.tokens = tokens
+
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new runs, let running ones finish within the grace period, cancel the rest
         (their streams receive the terminal event), then close the server."""
@@ -216,6 +224,27 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+
+
+def _reload_tokens(server: WorkflowServer, config: Config, workflows: dict[str, Workflow]) -> None:
+    """SIGHUP: read --auth-tokens-file again and use its tokens from the next call on; a
+    file that no longer reads or parses is logged and the tokens in use are kept."""
+    if not config.auth_tokens_file:
+        why = "WORKFLOW_AUTH_TOKENS is read at start-up" if config.auth_tokens else "auth is off"
+        logs.event(log, logging.WARNING, "tokens_not_reloaded", reason=f"{why}; restart instead")
+        return
+    try:
+        loaded = load_tokens(config.auth_tokens_file, None)
+        assert loaded is not None
+        tokens, source = loaded
+        tokens.check_workflows(workflows, source)
+        server.replace_tokens(tokens)
+    except SecuritySetupError as e:
+        logs.event(
+            log, logging.ERROR, "tokens_reload_failed", error=str(e), kept="the tokens in use"
+        )
+        return
+    logs.event(log, logging.INFO, "tokens_reloaded", tokens=len(tokens.principals))
 
 
 def _security(
@@ -290,6 +319,7 @@ async def serve(config: Config) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tokens, server, config, workflows)
     await stop.wait()
     logs.event(log, logging.INFO, "stopping", grace_s=config.shutdown_grace)
     await server.stop()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +241,10 @@ def test_tokens_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
             with pytest.raises(grpc.RpcError) as info:
                 stub.CancelRun(pb.CancelRunRequest(run_id=resp.run.run_id), timeout=10)
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+            # The environment cannot change under a running process: SIGHUP says so.
+            server.proc.send_signal(signal.SIGHUP)
+            _wait_for_log(tmp_path / "server.log", "event=tokens_not_reloaded", 1)
+            assert stub.ListWorkflows(pb.ListWorkflowsRequest(), metadata=md("reader")).workflows
     finally:
         stop_server(server)
 
@@ -279,3 +285,55 @@ def test_bad_security_settings_stop_the_server_with_a_clear_message(
         line = start_fails(*options)
         assert line.startswith("workflow-server: ") and expected in line, (options, line)
         assert SECRET not in line
+
+
+def _wait_for_log(log: Path, text: str, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while log.read_text(errors="replace").count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not logged {count} time(s)"
+        time.sleep(0.02)
+
+
+def test_sighup_reloads_the_tokens_file_and_keeps_the_old_tokens_if_it_is_bad(
+    tmp_path: Path,
+) -> None:
+    """Tokens are rotated without a restart: after SIGHUP a removed token is refused and a
+    new one accepted; a file that no longer parses leaves the tokens in use."""
+    tokens = tmp_path / "tokens.json"
+    old, new = TOKENS["reader"], TOKENS["runner"]
+    tokens.write_text(token_document({"reader": old}))
+    tokens.chmod(0o600)
+    log = tmp_path / "server.log"
+    server = start_server(log, "--auth-tokens-file", str(tokens))
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.WorkflowServiceStub(channel)
+
+            def code(name: str) -> grpc.StatusCode:
+                try:
+                    stub.ListWorkflows(pb.ListWorkflowsRequest(), metadata=md(name), timeout=10)
+                except grpc.RpcError as e:
+                    return e.code()  # type: ignore[attr-defined, no-any-return]
+                return grpc.StatusCode.OK
+
+            assert (code("reader"), code("runner")) == (
+                grpc.StatusCode.OK,
+                grpc.StatusCode.UNAUTHENTICATED,
+            )
+            tokens.write_text(token_document({"runner": new}))
+            server.proc.send_signal(signal.SIGHUP)
+            _wait_for_log(log, "event=tokens_reloaded tokens=1", 1)
+            assert (code("reader"), code("runner")) == (
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.OK,
+            )
+
+            tokens.write_text('{"tokens": [')  # half-written
+            server.proc.send_signal(signal.SIGHUP)
+            _wait_for_log(log, "event=tokens_reload_failed", 1)
+            assert code("runner") == grpc.StatusCode.OK
+            assert server.proc.poll() is None
+    finally:
+        stop_server(server)
+    text = log.read_text()
+    assert "kept=" in text and not any(t.secret in text for t in TOKENS.values())
