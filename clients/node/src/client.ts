@@ -45,10 +45,10 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_permit_without_calls': 1,
 };
 
-/** Failures worth reconnecting for: the connection dropped or the server restarted. */
 /** The most a server's RetryInfo can make a retry wait, in seconds. */
 const MAX_RETRY_AFTER_S = 30;
 
+/** Failures worth reconnecting for: the connection dropped or the server restarted. */
 const RETRYABLE: ReadonlySet<grpc.status> = new Set([
   grpc.status.UNAVAILABLE,
   grpc.status.INTERNAL,
@@ -316,7 +316,10 @@ export class WorkflowClient {
     const delay = this.reconnectDelayMs * attempt;
     const mapped = mapError(error);
     const asked = mapped instanceof WorkflowServiceError ? mapped.retryAfter : undefined;
-    return asked === undefined ? delay : Math.max(delay, Math.min(asked, MAX_RETRY_AFTER_S) * 1000);
+    if (asked === undefined) {
+      return delay;
+    }
+    return Math.max(delay, Math.min(asked, MAX_RETRY_AFTER_S) * 1000);
   }
 
   /** Whether the run has ended with its last event at or before `sequence`. */
