@@ -24,6 +24,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def launch(
+    port: int, store: str, *options: str, preexec_fn: Callable[[], None] | None = None
+) -> tuple[asyncio.subprocess.Process, asyncio.Future[bytes]]:
+    """``python -m service`` on ``port`` and ``store`` (logging at INFO), once it listens;
+    and the task that keeps reading its log so it never blocks on a full pipe."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "--port",
+        str(port),
+        "--store",
+        store,
+        *options,
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "WORKFLOW_LOG_LEVEL": "INFO"},
+        preexec_fn=preexec_fn,
+    )
+    assert proc.stderr is not None
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line, "the server exited before listening"
+        if b"event=listening" in line:
+            return proc, asyncio.ensure_future(proc.stderr.read())
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[Starter, str]]:
     """Starts the server on one port and one database, as often as a test asks."""
@@ -32,29 +59,15 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[Starter, str]]:
     drains: list[asyncio.Future[bytes]] = []
 
     async def start() -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "service",
-            "--port",
-            str(port),
-            "--store",
+        proc, drain = await launch(
+            port,
             f"sqlite:///{tmp_path}/runs.db",
             "--workflows",
             "examples:WORKFLOWS,tests.durable.flows:FLOWS",
             "--shutdown-grace",
             "0.2",
-            cwd=ROOT,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "WORKFLOW_LOG_LEVEL": "INFO"},
         )
-        assert proc.stderr is not None
-        while True:
-            line = await asyncio.wait_for(proc.stderr.readline(), 30)
-            assert line, "the server exited before listening"
-            if b"event=listening" in line:
-                break
-        drains.append(asyncio.ensure_future(proc.stderr.read()))  # keep the pipe drained
+        drains.append(drain)
         procs.append(proc)
         return proc
 

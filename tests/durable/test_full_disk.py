@@ -2,15 +2,12 @@
 callers get a clear UNAVAILABLE, the server keeps answering, and nothing it acknowledged
 is lost."""
 
-import asyncio
-import os
 import resource
-import sys
 from pathlib import Path
 
 from workflow_client import UnavailableError, WorkflowClient
 
-from .test_crash import ROOT, free_port
+from .test_crash import free_port, launch
 
 LIMIT = 4 << 20  # bytes any file the server writes may grow to
 
@@ -20,35 +17,14 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
 
-async def _serve(db: Path, port: int, limited: bool) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "--port",
-        str(port),
-        "--store",
-        f"sqlite:///{db}",
-        cwd=ROOT,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "WORKFLOW_LOG_LEVEL": "INFO"},
-        preexec_fn=_limit_file_size if limited else None,
-    )
-    assert proc.stderr is not None
-    while True:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        assert line, "the server exited before listening"
-        if b"event=listening" in line:
-            return proc
-
-
 async def test_a_full_store_refuses_clearly_and_loses_nothing_acknowledged(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "runs.db"
     port = free_port()
     address = f"127.0.0.1:{port}"
-    proc = await _serve(db, port, limited=True)
+    store = f"sqlite:///{db}"
+    proc, drain = await launch(port, store, preexec_fn=_limit_file_size)
     acknowledged: dict[str, str] = {}
     try:
         async with WorkflowClient(address, reconnect_attempts=0) as client:
@@ -76,9 +52,10 @@ async def test_a_full_store_refuses_clearly_and_loses_nothing_acknowledged(
     finally:
         proc.kill()
         await proc.wait()
+        await drain  # its log, read to the end
 
     # Restarted with room to write: every run that was acknowledged is there, with its result.
-    proc = await _serve(db, port, limited=False)
+    proc, drain = await launch(port, store)
     try:
         async with WorkflowClient(address) as client:
             for run_id, message in acknowledged.items():
@@ -88,3 +65,4 @@ async def test_a_full_store_refuses_clearly_and_loses_nothing_acknowledged(
     finally:
         proc.kill()
         await proc.wait()
+        await drain  # its log, read to the end
