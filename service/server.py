@@ -234,10 +234,8 @@ def _reload_tokens(server: WorkflowServer, config: Config, workflows: dict[str, 
         logs.event(log, logging.WARNING, "tokens_not_reloaded", reason=f"{why}; restart instead")
         return
     try:
-        loaded = load_tokens(config.auth_tokens_file, None)
-        assert loaded is not None
-        tokens, source = loaded
-        tokens.check_workflows(workflows, source)
+        tokens = _tokens(config, workflows)
+        assert tokens is not None  # the file is set
         server.replace_tokens(tokens)
     except SecuritySetupError as e:
         logs.event(
@@ -247,15 +245,21 @@ def _reload_tokens(server: WorkflowServer, config: Config, workflows: dict[str, 
     logs.event(log, logging.INFO, "tokens_reloaded", tokens=len(tokens.principals))
 
 
+def _tokens(config: Config, workflows: dict[str, Workflow]) -> TokenRegistry | None:
+    """The configured tokens (None: auth off), checked against the hosted workflows."""
+    loaded = load_tokens(config.auth_tokens_file, config.auth_tokens)
+    if loaded is None:
+        return None
+    tokens, source = loaded
+    tokens.check_workflows(workflows, source)
+    return tokens
+
+
 def _security(
     config: Config, workflows: dict[str, Workflow]
 ) -> tuple[TokenRegistry | None, grpc.ServerCredentials | None]:
     """Tokens and TLS credentials from the configuration; refuses an exposed, open server."""
-    loaded = load_tokens(config.auth_tokens_file, config.auth_tokens)
-    tokens = None
-    if loaded is not None:
-        tokens, source = loaded
-        tokens.check_workflows(workflows, source)
+    tokens = _tokens(config, workflows)
     tls = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
     authenticated = tokens is not None or config.tls_client_ca is not None
     check_exposure(config.host, authenticated=authenticated, insecure=config.insecure)
