@@ -29,7 +29,7 @@ import grpc
 
 from . import logs
 from .errors import PermissionDeniedError, ServiceError, UnauthenticatedError, grpc_errors
-from .interceptors import Behavior, Handler, WrappingInterceptor
+from .interceptors import Behavior, Handler, HandlerWrapper
 from .security import SecuritySetupError
 
 log = logging.getLogger("service.auth")
@@ -339,14 +339,13 @@ _UNKNOWN = (
 )
 
 
-class AuthInterceptor(WrappingInterceptor):
+class AuthInterceptor(HandlerWrapper):
     """Authenticates every call but health checks and checks its method's scope.
 
     The check runs inside the handler, from the call's own metadata, so each method's
     guarded handler is built once and reused."""
 
     def __init__(self, tokens: TokenRegistry) -> None:
-        super().__init__()
         self.tokens = tokens
 
     def wants(self, method: str) -> bool:

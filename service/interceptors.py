@@ -1,9 +1,11 @@
-"""The shape the service's interceptors share: wrap each method's handler once.
+"""The service's interceptors (tracing, metrics, auth) as wrappers of method handlers,
+installed together as one grpc interceptor.
 
-grpc.aio runs every interceptor on every call. An interceptor that built a new handler per
-call would cost an allocation and closures per call and would stop the interceptors before
-it from reusing what they built; these wrap a method's handler the first time it is seen
-and return the same wrapped handler afterwards, doing their per-call work inside it.
+grpc.aio awaits every installed interceptor on every call. An interceptor that built a new
+handler per call would cost an allocation and closures per call; the chain wraps a
+method's handler with every wrapper that wants it the first time the method is called
+and returns that same handler afterwards, so a call pays one interceptor step and the
+wrappers' own per-call work inside the handler.
 """
 
 from __future__ import annotations
@@ -19,11 +21,8 @@ Behavior = Callable[..., Any]  # a handler function: (request or request iterato
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
 
 
-class WrappingInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the behavior of each method it ``wants`` with ``wrap``, once per method."""
-
-    def __init__(self) -> None:
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}  # method -> (found, wrapped)
+class HandlerWrapper:
+    """Wraps the behavior of each method it ``wants`` with ``wrap``."""
 
     def wants(self, method: str) -> bool:
         return True
@@ -31,20 +30,31 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
     def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:
         raise NotImplementedError
 
+
+class InterceptorChain(grpc.aio.ServerInterceptor):
+    """Several wrappers installed as one interceptor, the first outermost; each method's
+    handler is wrapped once and reused."""
+
+    def __init__(self, wrappers: Sequence[HandlerWrapper]) -> None:
+        self.wrappers = tuple(wrappers)
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}  # method -> (found, wrapped)
+
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
+        if handler is None:
+            return None  # an unknown method gets UNIMPLEMENTED as usual
         method: str = handler_call_details.method
-        if handler is None or not self.wants(method):
-            return handler  # an unknown method gets UNIMPLEMENTED as usual
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
         attr = behavior_attribute(handler)
-        wrapped: Handler = handler._replace(  # type: ignore[attr-defined]
-            **{attr: self.wrap(method, handler, getattr(handler, attr))}
-        )
+        behavior = getattr(handler, attr)
+        for wrapper in reversed(self.wrappers):
+            if wrapper.wants(method):
+                behavior = wrapper.wrap(method, handler, behavior)
+        wrapped: Handler = handler._replace(**{attr: behavior})  # type: ignore[attr-defined]
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
@@ -70,23 +80,3 @@ def call_code(
     if code is not None:
         return code
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
-
-
-class InterceptorChain(WrappingInterceptor):
-    """Several wrapping interceptors installed as one, the first outermost.
-
-    grpc.aio awaits every installed interceptor on every call, one coroutine each; the
-    chain wraps each method once with all its members and costs one such step per call."""
-
-    def __init__(self, members: Sequence[WrappingInterceptor]) -> None:
-        super().__init__()
-        self.members = tuple(members)
-
-    def wants(self, method: str) -> bool:
-        return any(m.wants(method) for m in self.members)
-
-    def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:
-        for member in reversed(self.members):
-            if member.wants(method):
-                behavior = member.wrap(method, handler, behavior)
-        return behavior

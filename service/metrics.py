@@ -19,7 +19,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from ._pb import workflow_pb2 as pb
-from .interceptors import Behavior, Handler, WrappingInterceptor, call_code
+from .interceptors import Behavior, Handler, HandlerWrapper, call_code
 from .observer import RunObserver
 
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
@@ -313,12 +313,11 @@ def _written_response(
     return handle
 
 
-class MetricsInterceptor(WrappingInterceptor):
+class MetricsInterceptor(HandlerWrapper):
     """Counts and times every RPC it sees: install it before interceptors that refuse
     calls, so refused calls count too."""
 
     def __init__(self, metrics: Metrics) -> None:
-        super().__init__()
         self.metrics = metrics
 
     def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:

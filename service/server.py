@@ -23,7 +23,7 @@ from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor, TokenRegistry, load_tokens
 from .concurrency import Overflow
 from .config import Config, parse_args
-from .interceptors import InterceptorChain, WrappingInterceptor
+from .interceptors import HandlerWrapper, InterceptorChain
 from .observer import ObserveRun, combine
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
@@ -119,7 +119,7 @@ class WorkflowServer:
         the gRPC host) and ``metrics_port`` (0: any free port) once started.
         ``tracer_provider``: make OpenTelemetry spans with it (None: no tracing)."""
         store = store or MemoryStore()
-        interceptors: list[WrappingInterceptor] = []
+        wrappers: list[HandlerWrapper] = []
         observe: ObserveRun | None = None
         self.metrics: Metrics | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
@@ -130,13 +130,13 @@ class WorkflowServer:
             from .tracing import Tracing
 
             tracing = Tracing(tracer_provider, SERVICE_NAME)
-            interceptors.append(tracing.interceptor())
+            wrappers.append(tracing.interceptor())
             observe = tracing.observe
         if metrics:
             from .metrics import Metrics, MetricsInterceptor
 
             self.metrics = Metrics(frozenset({f"/{SERVICE_NAME}/StreamEvents"}))
-            interceptors.append(MetricsInterceptor(self.metrics))
+            wrappers.append(MetricsInterceptor(self.metrics))
             observe = combine(self.metrics.observe, observe)
             store.observe_append = self.metrics.store_append.observe
         self.manager = RunManager(
@@ -158,10 +158,10 @@ class WorkflowServer:
         self._auth: AuthInterceptor | None = None
         if tokens is not None:
             self._auth = AuthInterceptor(tokens)
-            interceptors.append(self._auth)
+            wrappers.append(self._auth)
         self.server = grpc.aio.server(
             options=server_options(max_streams_per_connection, keepalive_time, keepalive_timeout),
-            interceptors=[InterceptorChain(interceptors)] if interceptors else None,
+            interceptors=[InterceptorChain(wrappers)] if wrappers else None,
         )
         pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
         self.health = health.aio.HealthServicer()

@@ -29,7 +29,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from .interceptors import Behavior, Handler, WrappingInterceptor, call_code
+from .interceptors import Behavior, Handler, HandlerWrapper, call_code
 from .observer import RunObserver
 
 _FAILED = frozenset({"FAILED", "TIMED_OUT"})
@@ -57,7 +57,7 @@ class Tracing:
         self.tracer = provider.get_tracer("workflow-service")
         self._prefix = f"/{service}/"
 
-    def interceptor(self) -> WrappingInterceptor:
+    def interceptor(self) -> HandlerWrapper:
         """Spans for the workflow service's RPCs (health checks and reflection are left
         out: they are noise)."""
         return _RpcSpans(self.tracer, self._prefix)
@@ -129,11 +129,10 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 _OK = grpc.StatusCode.OK
 
 
-class _RpcSpans(WrappingInterceptor):
+class _RpcSpans(HandlerWrapper):
     """A SERVER span around each call of the methods under ``prefix``."""
 
     def __init__(self, tracer: trace.Tracer, prefix: str) -> None:
-        super().__init__()
         self._tracer = tracer
         self._prefix = prefix
 
