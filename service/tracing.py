@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from .interceptors import Behavior, Handler, HandlerWrapper, call_code
 from .observer import RunObserver
+from .spans import service_tracer
 
 _FAILED = frozenset({"FAILED", "TIMED_OUT"})
 
@@ -54,7 +55,7 @@ def make_provider(otlp_endpoint: str | None) -> SdkTracerProvider:
 class Tracing:
     def __init__(self, provider: trace.TracerProvider, service: str) -> None:
         self.provider = provider
-        self.tracer = provider.get_tracer("workflow-service")
+        self.tracer = service_tracer(provider, "workflow-service")
         self._prefix = f"/{service}/"
 
     def interceptor(self) -> HandlerWrapper:
@@ -127,6 +128,7 @@ class _RunSpans(RunObserver):
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 _OK = grpc.StatusCode.OK
+_CODE_NUMBERS = {code: code.value[0] for code in grpc.StatusCode}
 
 
 class _RpcSpans(HandlerWrapper):
@@ -189,7 +191,7 @@ def _end(span: trace.Span, context: Ctx, error: BaseException | None) -> None:
     code = call_code(context, error)
     if code is grpc.StatusCode.UNKNOWN and error is not None:
         span.record_exception(error)  # raised, not aborted: worth its traceback
-    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    span.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS[code])
     if code is not _OK:
         span.set_status(trace.StatusCode.ERROR, f"{code.name}: {context.details() or ''}")
     span.end()

@@ -49,11 +49,16 @@ class LateWaitWorkflow(Workflow):
 
 
 class SpanWorkflow(Workflow):
-    """Returns the id of the span current while its step runs (0: none)."""
+    """Returns the id of the span current while its step runs (0: none), after annotating
+    that span as a step's own code would."""
 
     @step
     async def look(self, ev: StartEvent) -> StopEvent:
-        return StopEvent(result=format(trace.get_current_span().get_span_context().span_id, "016x"))
+        span = trace.get_current_span()
+        span.set_attribute("app.kept", ["a", "b"])
+        span.set_attribute("app.dropped", {"not": "an attribute value"})  # type: ignore[arg-type]
+        span.add_event("looked", {"app.n": 1})
+        return StopEvent(result=format(span.get_span_context().span_id, "016x"))
 
 
 class SizedInput(StartEvent):

@@ -1,0 +1,196 @@
+"""The service's lean spans: what SDK processors, exporters and samplers make of them."""
+
+import json
+import secrets
+from collections.abc import Sequence
+
+import grpc
+import pytest
+from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
+from opentelemetry.trace import SpanKind, StatusCode
+
+from service._pb import workflow_pb2 as pb
+from service.spans import MAX_ATTRIBUTES, LeanTracer, service_tracer
+
+from .conftest import Served, req, serve
+from .test_tracing import Traced, traceparent
+
+RPC = "/workflow.v1.WorkflowService/RunWorkflow"
+
+
+def recorded_by(sampler: Sampler | None = None) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def names(spans: Sequence[ReadableSpan]) -> list[str]:
+    return sorted(s.name for s in spans)
+
+
+def test_sdk_providers_get_the_lean_tracer_and_others_their_own() -> None:
+    provider, _ = recorded_by()
+    assert isinstance(service_tracer(provider, "workflow-service"), LeanTracer)
+    api = trace.NoOpTracerProvider()
+    assert not isinstance(service_tracer(api, "workflow-service"), LeanTracer)
+
+
+async def test_exported_spans_encode_for_otlp_and_print_as_json() -> None:
+    provider, exporter = recorded_by()
+    server, port = await serve(tracer_provider=provider)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            t = Traced(server, port, channel)
+            t.exporter = exporter
+            resp = await t.stub.RunWorkflow(req("current_span", _wait=True))
+            assert resp.run.status == pb.RUN_STATUS_SUCCEEDED
+            [step] = await t.spans("workflow.step look", 1)
+            await t.spans(RPC, 1)
+    finally:
+        await server.stop(0)
+    spans = exporter.get_finished_spans()
+    assert names(spans) == sorted([RPC, "workflow.run current_span", "workflow.step look"])
+
+    # The step's own code annotated its span: valid values kept, invalid ones dropped.
+    attributes = step.attributes or {}
+    assert attributes["app.kept"] == ("a", "b")
+    assert "app.dropped" not in attributes
+    assert [(e.name, dict(e.attributes or {})) for e in step.events] == [("looked", {"app.n": 1})]
+
+    request = encode_spans(spans)
+    [resource_spans] = request.resource_spans
+    [scope_spans] = resource_spans.scope_spans
+    assert scope_spans.scope.name == "workflow-service"
+    encoded = {s.name: s for s in scope_spans.spans}
+    rpc = encoded[RPC]
+    assert rpc.kind == SpanKind.SERVER.value + 1  # OTLP numbers kinds from 1
+    run = encoded["workflow.run current_span"]
+    assert run.parent_span_id == rpc.span_id
+    assert encoded["workflow.step look"].parent_span_id == run.span_id
+    assert all(s.end_time_unix_nano >= s.start_time_unix_nano > 0 for s in encoded.values())
+
+    printed = json.loads(step.to_json())
+    assert printed["name"] == "workflow.step look"
+    assert printed["attributes"]["workflow.step"] == "look"
+    provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("sampler", "flags", "recorded"),
+    [
+        (ParentBased(ALWAYS_OFF), "01", True),
+        (ParentBased(ALWAYS_OFF), "00", False),
+        (ParentBased(ALWAYS_OFF), None, False),
+        (None, "01", True),  # the SDK's default sampler, ParentBased(ALWAYS_ON)
+        (None, "00", False),
+        (None, None, True),
+    ],
+)
+async def test_spans_follow_the_providers_sampler(
+    sampler: Sampler | None, flags: str | None, recorded: bool
+) -> None:
+    """Whole traces are recorded or not, as the sampler decides for the caller's trace
+    (``flags``: its traceparent's, None: no traceparent); the calls work either way."""
+    provider, exporter = recorded_by(sampler)
+    server, port = await serve(tracer_provider=provider)
+    trace_id = secrets.randbits(128) | 1
+    metadata = None
+    if flags is not None:
+        metadata = (("traceparent", f"00-{trace_id:032x}-{secrets.randbits(64) | 1:016x}-{flags}"),)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            t = Traced(server, port, channel)
+            t.exporter = exporter
+            for _ in range(3):
+                resp = await t.stub.RunWorkflow(
+                    req("flaky", failures=1, _wait=True), metadata=metadata
+                )
+                assert resp.run.status == pb.RUN_STATUS_SUCCEEDED
+            if recorded:
+                assert len(await t.spans("workflow.step attempt", 6)) == 6
+                assert len(await t.spans(RPC, 3)) == 3
+    finally:
+        await server.stop(0)
+    spans = exporter.get_finished_spans()
+    if recorded:
+        assert len(spans) == 3 * (1 + 1 + 2)
+        if flags is not None:
+            assert {s.context.trace_id for s in spans} == {trace_id}
+        assert all(s.context.trace_flags.sampled for s in spans)
+    else:
+        assert spans == ()
+    provider.shutdown()
+
+
+def test_span_api_semantics() -> None:
+    provider, exporter = recorded_by()
+    tracer = service_tracer(provider, "t")
+
+    with pytest.raises(ValueError), tracer.start_as_current_span("outer") as outer:
+        assert trace.get_current_span() is outer
+        inner = tracer.start_span("inner")
+        inner.set_status(StatusCode.OK)
+        inner.set_status(StatusCode.ERROR, "ignored: OK stays")
+        for i in range(MAX_ATTRIBUTES + 5):
+            inner.set_attribute(f"k{i}", i)
+        inner.update_name("renamed")
+        inner.end()
+        inner.end()  # a second end is ignored
+        inner.set_attribute("late", 1)  # so is anything after the end
+        raise ValueError("boom")
+
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert sorted(spans) == ["outer", "renamed"]
+    done = spans["renamed"]
+    assert done.parent is not None and done.parent.span_id == outer.get_span_context().span_id
+    assert done.status.status_code == StatusCode.OK
+    assert len(done.attributes or {}) == MAX_ATTRIBUTES and "late" not in (done.attributes or {})
+    failed = spans["outer"]
+    assert failed.status.status_code == StatusCode.ERROR
+    [event] = failed.events
+    attributes = event.attributes or {}
+    assert event.name == "exception"
+    assert attributes["exception.type"] == "ValueError"
+    assert attributes["exception.message"] == "boom"
+    assert "raise ValueError" in str(attributes["exception.stacktrace"])
+    assert len(exporter.get_finished_spans()) == 2
+    provider.shutdown()
+
+
+async def test_served_calls_trace_nothing_with_the_sdk_disabled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OTEL_SDK_DISABLED makes the SDK hand out no-op tracers: the service uses them."""
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    provider, exporter = recorded_by()
+    assert not isinstance(service_tracer(provider, "workflow-service"), LeanTracer)
+    server, port = await serve(tracer_provider=provider)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            s = Served(server, port, channel)
+            resp = await s.stub.RunWorkflow(req("echo", message="hi", _wait=True))
+            assert resp.run.result.string_value == "hi"
+    finally:
+        await server.stop(0)
+    assert exporter.get_finished_spans() == ()
+    provider.shutdown()
+
+
+def test_remote_parent_keeps_the_callers_trace_and_flags() -> None:
+    provider, exporter = recorded_by()
+    tracer = service_tracer(provider, "t")
+    trace_id, span_id, metadata = traceparent()
+    parent = propagate.extract(dict(metadata))
+    span = tracer.start_span("rpc", context=parent, kind=SpanKind.SERVER)
+    ctx = span.get_span_context()
+    assert ctx.trace_id == trace_id and ctx.trace_flags.sampled and not ctx.is_remote
+    span.end()
+    [done] = exporter.get_finished_spans()
+    assert done.parent is not None and done.parent.span_id == span_id and done.parent.is_remote
+    provider.shutdown()
