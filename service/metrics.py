@@ -1,8 +1,8 @@
 """Prometheus metrics: standard gRPC server metrics and the workflow engine's own.
 
-Each server has its own registry (several servers may share a process). Label children are
-looked up once per method, workflow, step or status and then kept, so the per-call and
-per-event cost is an increment.
+Each server has its own registry (several servers may share a process). The series are
+:mod:`.series`' lock-free ones, looked up once per method, workflow, step or status and
+then kept, so the per-call and per-event cost is an addition.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
 from ._pb import workflow_pb2 as pb
 from .interceptors import Behavior, Handler, HandlerWrapper, call_code
 from .observer import RunObserver
+from .series import CounterSeries, HistogramSeries, SeriesRegistry
 
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
@@ -29,74 +30,56 @@ class Metrics:
     """Every metric of one server, in its own registry."""
 
     def __init__(self, streaming_methods: frozenset[str] = frozenset()) -> None:
-        self.registry = r = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        self.registry.register(r := SeriesRegistry())
         rpc = ("grpc_type", "grpc_service", "grpc_method")
-        self.rpc_started = Counter(
-            "grpc_server_started", "RPCs started on the server.", rpc, registry=r
-        )
-        self.rpc_handled = Counter(
+        self.rpc_started = r.counter("grpc_server_started", "RPCs started on the server.", rpc)
+        self.rpc_handled = r.counter(
             "grpc_server_handled",
             "RPCs completed on the server, whatever their status code.",
             (*rpc, "grpc_code"),
-            registry=r,
         )
-        self.rpc_seconds = Histogram(
+        self.rpc_seconds = r.histogram(
             "grpc_server_handling_seconds",
             "Time from the start of an RPC until the server finished it (a stream: its end).",
             rpc,
-            registry=r,
         )
-        self.rpc_msg_sent = Counter(
+        self.rpc_msg_sent = r.counter(
             "grpc_server_msg_sent",
             "Messages the server sent on streams, counted when each stream ends.",
             rpc,
-            registry=r,
         )
-        self.open_streams = Gauge(
-            "workflow_open_streams", "StreamEvents calls in progress.", registry=r
+        self.open_streams = r.gauge(
+            "workflow_open_streams", "StreamEvents calls in progress."
+        ).labels()
+        self.runs_started = r.counter("workflow_runs_started", "Runs started.", ("workflow",))
+        self.runs_resumed = r.counter(
+            "workflow_runs_resumed", "Runs resumed from the store after a restart.", ("workflow",)
         )
-        self.runs_started = Counter(
-            "workflow_runs_started", "Runs started.", ("workflow",), registry=r
+        self.runs_ended = r.counter(
+            "workflow_runs_ended", "Runs ended, by final status.", ("workflow", "status")
         )
-        self.runs_resumed = Counter(
-            "workflow_runs_resumed",
-            "Runs resumed from the store after a restart.",
-            ("workflow",),
-            registry=r,
+        self.runs_in_flight = r.gauge(
+            "workflow_runs_in_flight", "Runs going on now.", ("workflow",)
         )
-        self.runs_ended = Counter(
-            "workflow_runs_ended",
-            "Runs ended, by final status.",
-            ("workflow", "status"),
-            registry=r,
-        )
-        self.runs_in_flight = Gauge(
-            "workflow_runs_in_flight", "Runs going on now.", ("workflow",), registry=r
-        )
-        self.step_seconds = Histogram(
+        self.step_seconds = r.histogram(
             "workflow_step_duration_seconds",
             "Duration of each step attempt, failed ones included.",
             ("workflow", "step"),
-            registry=r,
         )
-        self.step_failures = Counter(
+        self.step_failures = r.counter(
             "workflow_step_failures",
             "Step attempts that raised (each retry that fails counts).",
             ("workflow", "step"),
-            registry=r,
         )
-        self.events = Counter(
-            "workflow_events",
-            "Events appended to run logs, by kind.",
-            ("workflow", "kind"),
-            registry=r,
+        self.events = r.counter(
+            "workflow_events", "Events appended to run logs, by kind.", ("workflow", "kind")
         )
-        self.store_append = Histogram(
+        self.store_append = r.histogram(
             "workflow_store_append_seconds",
             "Time to store appended events: one batch commit (sqlite) or one append (memory).",
-            registry=r,
             buckets=_STORE_BUCKETS,
-        )
+        ).labels()
         self._streaming_methods = streaming_methods
         self._workflows: dict[str, _WorkflowSeries] = {}
         self._methods: dict[str, _MethodSeries] = {}
@@ -161,29 +144,29 @@ class _WorkflowSeries:
         self.started = metrics.runs_started.labels(workflow)
         self.resumed = metrics.runs_resumed.labels(workflow)
         self.in_flight = metrics.runs_in_flight.labels(workflow)
-        self.ended: dict[str, Counter] = {}
-        self.steps: dict[str, Histogram] = {}
-        self.failures: dict[str, Counter] = {}
-        self.events: dict[int, Counter] = {}
+        self.ended: dict[str, CounterSeries] = {}
+        self.steps: dict[str, HistogramSeries] = {}
+        self.failures: dict[str, CounterSeries] = {}
+        self.events: dict[int, CounterSeries] = {}
 
-    def step(self, step: str) -> Histogram:
+    def step(self, step: str) -> HistogramSeries:
         child = self.steps.get(step)
         if child is None:
             child = self.steps[step] = self.metrics.step_seconds.labels(self.workflow, step)
         return child
 
-    def failure(self, step: str) -> Counter:
+    def failure(self, step: str) -> CounterSeries:
         child = self.failures.get(step)
         if child is None:
             child = self.failures[step] = self.metrics.step_failures.labels(self.workflow, step)
         return child
 
-    def event(self, kind: int) -> Counter:
+    def event(self, kind: int) -> CounterSeries:
         name = pb.EventKind.Name(kind).removeprefix("EVENT_KIND_")  # type: ignore[arg-type]
         child = self.events[kind] = self.metrics.events.labels(self.workflow, name)
         return child
 
-    def end(self, status: str) -> Counter:
+    def end(self, status: str) -> CounterSeries:
         child = self.ended.get(status)
         if child is None:
             child = self.ended[status] = self.metrics.runs_ended.labels(self.workflow, status)
@@ -235,7 +218,7 @@ class _MethodSeries:
         self.started = metrics.rpc_started.labels(*self.labels)
         self.seconds = metrics.rpc_seconds.labels(*self.labels)
         self.sent = metrics.rpc_msg_sent.labels(*self.labels)
-        self.handled: dict[grpc.StatusCode, Counter] = {}
+        self.handled: dict[grpc.StatusCode, CounterSeries] = {}
         self.open = metrics.open_streams if method in metrics._streaming_methods else None
 
     def done(self, code: grpc.StatusCode, began: float) -> None:
