@@ -316,8 +316,11 @@ class ActiveRun(RunListener):
         )
 
     def _release(self, status: str | None) -> None:
-        if self.observer is not None:
-            self.observer.run_ended(status)
+        # Dropped at the end: a run's engine objects form reference cycles, left to the
+        # garbage collector; its spans and metric series need not wait for it.
+        observer, self.observer = self.observer, None
+        if observer is not None:
+            observer.run_ended(status)
         self.manager.ended(self)
         if not self.done.done():
             self.done.set_result(None)
