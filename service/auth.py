@@ -23,7 +23,7 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import grpc
 
@@ -274,8 +274,7 @@ def load_tokens(path: str | None, inline: str | None) -> tuple[TokenRegistry, st
 # ---- the caller of the current call ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(NamedTuple):  # made on every call: a tuple is the cheapest record
     principal: Principal
     method: str
     context: grpc.aio.ServicerContext[Any, Any]
@@ -354,9 +353,11 @@ class AuthInterceptor(HandlerWrapper):
     def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:
         return self._guard(behavior, method)
 
-    def admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+    def admit(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], scope: Scope | None = None
+    ) -> Caller:
         """The caller of this call; raises (and logs) when its token is missing, unknown
-        or not allowed the method."""
+        or not allowed the method (``scope``: the method's, when known)."""
         credential = _bearer(context.invocation_metadata())
         principal = None
         error: ServiceError
@@ -370,7 +371,7 @@ class AuthInterceptor(HandlerWrapper):
                 reason, error = "unknown_token", UnauthenticatedError(_UNKNOWN)
             else:
                 try:
-                    principal.check(required_scope(method))
+                    principal.check(scope or required_scope(method))
                     return Caller(principal, method, context)
                 except PermissionDeniedError as e:
                     reason, error = "permission_denied", e
@@ -383,13 +384,14 @@ class AuthInterceptor(HandlerWrapper):
         """``behavior`` run only for an admitted caller, who is set in its context for the
         servicer to read."""
         admit = self.admit
+        scope = required_scope(method)
         if inspect.isasyncgenfunction(behavior):
 
             async def stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
                 try:
-                    caller = admit(method, context)
+                    caller = admit(method, context, scope)
                 except ServiceError as e:
                     await _refuse(context, e)
                 _CALLER.set(caller)
@@ -400,7 +402,7 @@ class AuthInterceptor(HandlerWrapper):
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                caller = admit(method, context)
+                caller = admit(method, context, scope)
             except ServiceError as e:
                 await _refuse(context, e)
             _CALLER.set(caller)
