@@ -24,7 +24,9 @@ Cases
               run_echo_am   the same with a bearer token checked and Prometheus metrics on
                             (--metrics-port)
               run_echo_ops  and OpenTelemetry tracing on as well, with no exporter
-                            (--tracing); both ratios are to run_echo (target: within 10%)
+                            (--tracing); both ratios are to run_echo (target: within 10%),
+                            each the median of per-round ratios (the two measured in the
+                            same round, so the machine's drift cancels out of each pair)
               run_echo_ops_sampled  the same with the SDK's standard ratio sampler
                             (OTEL_TRACES_SAMPLER=parentbased_traceidratio, 0.1): for
                             reference, not a target
@@ -42,6 +44,11 @@ Cases
               llama  llama-agents-server (HTTP/1.1, uvicorn, up to 500 connections),
                      POST /workflows/linear/run
               ours   RunWorkflow(workflow="linear", wait=true), one channel
+  instructions  the unary case's four RunWorkflow servers, each run once under valgrind's
+              callgrind (when installed; asyncio loop): CPU instructions the server
+              executes per call over 640 timed calls. A count, not a rate, so it does not
+              move with the machine's load: the cost of auth, metrics and tracing to within
+              0.1%, where rates on a shared 2-core machine swing by 10-20%.
   ticker_10k  10,000 StreamEvents(start=ticker count=10 interval_ms=100) opened at once, one
               subscriber each, from 2 client processes: every run must end RUN_SUCCEEDED
               with a contiguous sequence and all its STREAM events; peak server RSS (the
@@ -97,6 +104,8 @@ STREAM_TARGET_MESSAGES = 25_600  # calls per timed run: about this many messages
 LINEAR_CLIENTS = 500
 LINEAR_WARMUP = 100
 LINEAR_WAVES = 2
+# instructions (under callgrind, about 50 calls/s)
+INSTRUCTION_CALLS = 640
 # ticker_10k
 TICKER_RUNS = 10_000
 TICKER_10K_CLIENTS = 2
@@ -599,10 +608,14 @@ def make_plan(stores: list[str]) -> list[Config]:
     plan.append(Config("linear", "llama", "llama", "runs/s", "llama-agents-server HTTP"))
     ours("linear", "ours", "runs/s", "ours RunWorkflow wait", workflows="bench_workflows:WORKFLOWS")
     ours("ticker_10k", "ours", "MiB peak RSS", "ours 10k streams", clients=TICKER_10K_CLIENTS)
+    ours("instructions", "run_echo", "instr/call", "RunWorkflow echo wait")
+    ours("instructions", "run_echo_am", "instr/call", "RunWorkflow echo wait, auth+metrics")
+    ours("instructions", "run_echo_ops", "instr/call", "RunWorkflow, auth+metrics+tracing")
+    ours("instructions", "run_echo_ops_sampled", "instr/call", "RunWorkflow, a+m+tracing 1/10")
     return plan
 
 
-CASES = ("unary", "stream", "linear", "ticker_10k")
+CASES = ("unary", "stream", "linear", "ticker_10k", "instructions")
 
 
 def share_for(cfg: Config) -> int:
@@ -686,13 +699,15 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def start_server(cfg: Config, loop: str) -> Server:
+def start_server(cfg: Config, loop: str, prefix: tuple[str, ...] = ()) -> Server:
+    """A fresh server for ``cfg``; ``prefix``: a command to run it under (valgrind)."""
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (Server.stop closes it)
     data_dir = tempfile.mkdtemp(prefix="service-bench-")
     store = f"sqlite:///{data_dir}/runs.db" if cfg.store == "sqlite" else cfg.store
-    cmd = [sys.executable, os.path.abspath(__file__), "--serve", cfg.server, "--loop", loop]
-    cmd += ["--port", str(port), "--workflows", cfg.workflows, "--store", store or "memory"]
+    cmd = [*prefix, sys.executable, os.path.abspath(__file__), "--serve", cfg.server]
+    cmd += ["--loop", loop, "--port", str(port), "--workflows", cfg.workflows]
+    cmd += ["--store", store or "memory"]
     env = child_env()
     if cfg.impl in OPS_IMPLS:
         env.update(WORKFLOW_AUTH_TOKENS=OPS_TOKENS, WORKFLOW_METRICS_PORT=str(free_port()))
@@ -711,7 +726,8 @@ def start_server(cfg: Config, loop: str) -> Server:
         cwd=data_dir,  # anything a server writes relative to its directory lands here
     )
     server = Server(proc, log, port, data_dir)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    start_timeout = SERVER_START_TIMEOUT_S * (5 if prefix else 1)
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         log.seek(0)
         text = log.read().decode(errors="replace")
@@ -724,7 +740,7 @@ def start_server(cfg: Config, loop: str) -> Server:
             raise RuntimeError(f"server {cfg.server} exited at start-up:\n{text}")
         time.sleep(0.05)
     server.stop()
-    raise RuntimeError(f"server {cfg.server} did not start in {SERVER_START_TIMEOUT_S:.0f} s")
+    raise RuntimeError(f"server {cfg.server} did not start in {start_timeout:.0f} s")
 
 
 def read_line(proc: subprocess.Popen[str], deadline: float) -> str:
@@ -738,6 +754,63 @@ def read_line(proc: subprocess.Popen[str], deadline: float) -> str:
             return proc.stdout.readline()
 
 
+def client_cmd(cfg: Config, loop: str, target: str, share: int, result_file: str) -> list[str]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--client", cfg.case]
+    cmd += ["--impl", cfg.impl, "--target", target, "--loop", loop]
+    cmd += ["--share", str(share), "--result-file", result_file]
+    cmd += ["--ticker-count", str(TICKER["count"])]
+    cmd += ["--ticker-interval-ms", str(TICKER["interval_ms"])]
+    return cmd
+
+
+def measure_instructions(cfg: Config) -> dict[str, Any]:
+    """CPU instructions the server executes per RunWorkflow, counted by callgrind over
+    INSTRUCTION_CALLS timed calls (after the unary case's warm-up, which is not counted).
+    Unlike a rate, the count does not move with the machine's load: the same code gives
+    the same figure to within 0.1%."""
+    out = os.path.join(tempfile.mkdtemp(prefix="service-bench-cg-"), "callgrind.out")
+    prefix = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+    server = start_server(cfg, "asyncio", prefix)
+    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below)
+    result_file = os.path.join(server.data_dir, "client.json")
+    target = f"127.0.0.1:{server.port}"
+    unary = Config("unary", cfg.impl, cfg.server, cfg.unit, cfg.label, cfg.store)
+    cmd = client_cmd(unary, "asyncio", target, INSTRUCTION_CALLS, result_file)
+    client_proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, env=child_env()
+    )
+    pid = str(server.proc.pid)
+    try:
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        if read_line(client_proc, deadline).strip() != "READY":
+            err.seek(0)
+            raise RuntimeError(f"{cfg.key} client failed before READY:\n{err.read()}")
+        subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+        assert client_proc.stdin is not None
+        client_proc.stdin.write("GO\n")
+        client_proc.stdin.flush()
+        if read_line(client_proc, deadline).strip() != "DONE":
+            err.seek(0)
+            raise RuntimeError(f"{cfg.key} client failed:\n{err.read()}")
+        subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+        with open(result_file) as f:
+            calls = json.load(f)["calls"]
+        client_proc.wait(timeout=60)
+    finally:
+        if client_proc.poll() is None:
+            client_proc.kill()
+            client_proc.wait()
+        err.close()
+        server.stop()
+    total = 0
+    for name in os.listdir(os.path.dirname(out)):  # the dump, and the (empty) one at exit
+        with open(os.path.join(os.path.dirname(out), name)) as f:
+            total += sum(int(line.split()[1]) for line in f if line.startswith("totals:"))
+    shutil.rmtree(os.path.dirname(out), ignore_errors=True)
+    return {"value": total / calls, "calls": calls, "server_loop": server.loop}
+
+
 def measure(cfg: Config, loop: str) -> dict[str, Any]:
     """One fresh server, its client(s), one sample."""
     server = start_server(cfg, loop)
@@ -748,12 +821,8 @@ def measure(cfg: Config, loop: str) -> dict[str, Any]:
         target = f"127.0.0.1:{server.port}"
         for _ in range(cfg.clients):
             err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below)
-            cmd = [sys.executable, os.path.abspath(__file__), "--client", cfg.case]
-            cmd += ["--impl", cfg.impl, "--target", target, "--loop", loop]
-            cmd += ["--share", str(share_for(cfg))]
-            cmd += ["--result-file", os.path.join(server.data_dir, f"client{len(clients)}.json")]
-            cmd += ["--ticker-count", str(TICKER["count"])]
-            cmd += ["--ticker-interval-ms", str(TICKER["interval_ms"])]
+            result_file = os.path.join(server.data_dir, f"client{len(clients)}.json")
+            cmd = client_cmd(cfg, loop, target, share_for(cfg), result_file)
             clients.append(
                 subprocess.Popen(
                     cmd,
@@ -855,13 +924,24 @@ def parent(
     repeats: int, ticker_repeats: int, only: list[str] | None, loops: list[str], stores: list[str]
 ) -> None:
     plan = [c for c in make_plan(stores) if not only or c.case in only]
+    skipped: list[str] = []
+    if any(c.case == "instructions" for c in plan) and not (
+        shutil.which("valgrind") and shutil.which("callgrind_control")
+    ):
+        plan = [c for c in plan if c.case != "instructions"]
+        skipped.append("instructions: valgrind is not installed (apt-get install valgrind)")
 
     def wanted(cfg: Config) -> int:
+        if cfg.case == "instructions":
+            return 1  # a count, not a rate: it does not vary between repeats
         return ticker_repeats if cfg.case == "ticker_10k" else repeats
+
+    def loops_of(cfg: Config) -> list[str]:
+        return ["asyncio"] if cfg.case == "instructions" else loops
 
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
     started = time.perf_counter()
-    total = sum(wanted(cfg) for cfg in plan) * len(loops)
+    total = sum(wanted(cfg) * len(loops_of(cfg)) for cfg in plan)
     done = 0
     progress: dict[str, Any] = {"file": sys.stderr, "flush": True} if sys.stderr.isatty() else {}
     print(f"service benchmark: {total} measurements", file=sys.stderr, flush=True)
@@ -870,8 +950,12 @@ def parent(
         for cfg in plan:
             if rnd >= wanted(cfg):
                 continue
-            for loop in loops:
-                samples.setdefault((cfg.key, loop), []).append(measure(cfg, loop))
+            for loop in loops_of(cfg):
+                if cfg.case == "instructions":
+                    sample = measure_instructions(cfg)
+                else:
+                    sample = measure(cfg, loop)
+                samples.setdefault((cfg.key, loop), []).append(sample)
                 done += 1
                 if progress:
                     elapsed = time.perf_counter() - started
@@ -895,23 +979,37 @@ def parent(
     rows: list[tuple[str, ...]] = []
     targets: list[str] = []
     for cfg in plan:
-        for loop in loops:
+        for loop in loops_of(cfg):
             runs = samples[(cfg.key, loop)]
             vals = [s["value"] for s in runs]
             value = statistics.median(vals)
+            if cfg.case == "instructions":
+                ratio = ""
+                if cfg.impl in OPS_IMPLS:
+                    plain = med(f"instructions/run_echo/{cfg.store}", loop)
+                    ratio = f"+{value / plain - 1:.1%} over plain"
+                loops_ = f"{runs[0]['server_loop']}/asyncio"
+                rows.append((cfg.case, cfg.name, loops_, fmt(value), "", cfg.unit, ratio, ""))
+                continue
             loops_ = "/".join(
                 ",".join(sorted({s[side] for s in runs})) for side in ("server_loop", "client_loop")
             )
             cpu = f"{med(cfg.key, loop, 'server_cpu'):.2f}/{med(cfg.key, loop, 'client_cpu'):.2f}"
             ratio = ""
             if cfg.impl in OPS_IMPLS:
-                plain = med(f"unary/run_echo/{cfg.store}", loop)
-                ratio = f"{value / plain:.0%} of plain"
-                met = "met" if value / plain >= 0.9 else "MISSED"
+                # Paired: each repeat's rate over plain's in the same round (measured next to
+                # each other), then the median; the machine's drift cancels out of each pair.
+                plains = samples[(f"unary/run_echo/{cfg.store}", loop)]
+                share = statistics.median(
+                    s["value"] / p["value"] for s, p in zip(runs, plains, strict=True)
+                )
+                ratio = f"{share:.0%} of plain"
+                met = "met" if share >= 0.9 else "MISSED"
                 if cfg.impl != "run_echo_ops_sampled":  # for reference only
                     targets.append(
                         f"{cfg.name} ({loop}) costs under 10% of RunWorkflow throughput: {met}, "
-                        f"{1 - value / plain:.1%} ({fmt(value)} vs {fmt(plain)} calls/s)"
+                        f"{1 - share:.1%} (median of {len(runs)} paired repeats; medians "
+                        f"{fmt(value)} vs {fmt(med(f'unary/run_echo/{cfg.store}', loop))} calls/s)"
                     )
             elif cfg.case in ("unary", "stream") and cfg.impl != "bare":
                 bare = med(f"{cfg.case}/bare/", loop)
@@ -987,6 +1085,8 @@ def parent(
     print("Targets:")
     for t in targets:
         print(f"  - {t}")
+    for note in skipped:
+        print(f"Skipped: {note}")
     print(f"Total bench time: {time.perf_counter() - started:.0f} s")
 
 
