@@ -31,7 +31,9 @@ from prometheus_client.registry import Collector
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 
-class CounterSeries:
+class _ValueSeries:
+    """A series with one number."""
+
     __slots__ = ("value",)
 
     def __init__(self, bounds: tuple[float, ...] = ()) -> None:
@@ -39,23 +41,21 @@ class CounterSeries:
 
     def inc(self, amount: float = 1.0) -> None:
         self.value += amount
+
+    def add_to(self, family: CounterMetricFamily | GaugeMetricFamily, values: list[str]) -> None:
+        family.add_metric(values, self.value)
+
+
+class CounterSeries(_ValueSeries):
+    __slots__ = ()
 
     @staticmethod
     def family(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
         return CounterMetricFamily(name, doc, labels=labels)
 
-    def add_to(self, family: CounterMetricFamily, values: list[str]) -> None:
-        family.add_metric(values, self.value)
 
-
-class GaugeSeries:
-    __slots__ = ("value",)
-
-    def __init__(self, bounds: tuple[float, ...] = ()) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
+class GaugeSeries(_ValueSeries):
+    __slots__ = ()
 
     def dec(self, amount: float = 1.0) -> None:
         self.value -= amount
@@ -63,9 +63,6 @@ class GaugeSeries:
     @staticmethod
     def family(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, doc, labels=labels)
-
-    def add_to(self, family: GaugeMetricFamily, values: list[str]) -> None:
-        family.add_metric(values, self.value)
 
 
 class HistogramSeries:
