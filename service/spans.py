@@ -9,8 +9,10 @@ and keeps what processors and exporters see unchanged: its spans *are* ``Readabl
 at start and end, like the SDK's own.
 
 Sampling: a span whose parent is a local span follows the parent's decision (what the
-SDK's default ``ParentBased`` samplers decide); any other span (the RPC span, a resumed
-run's root) asks the provider's sampler. Attributes set by code running inside a step (the
+SDK's ``ParentBased`` samplers decide); any other span (the RPC span, a resumed run's
+root) asks the provider's sampler, unless that is the SDK's default
+``ParentBased(ALWAYS_ON)``, whose answer (sample, unless a remote parent was not sampled)
+is given here without the call. Attributes set by code running inside a step (the
 step span is current there) are checked as the SDK checks them; up to 128 attributes and
 128 events are kept per span, the SDK's default limits.
 
