@@ -3,9 +3,6 @@ traced, and admitted calls still parent their runs' spans."""
 
 import grpc
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from service._pb import workflow_pb2 as pb
@@ -13,15 +10,14 @@ from service._pb import workflow_pb2_grpc as pb_grpc
 
 from ..service.conftest import req
 from ..service.test_metrics import until
+from ..service.test_tracing import recording_provider
 from .conftest import md, serve_secured
 
 RUN_WORKFLOW = "/workflow.v1.WorkflowService/RunWorkflow"
 
 
 async def test_refused_calls_are_counted_and_traced() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = recording_provider()
     server, port = await serve_secured(metrics=True, metrics_port=0, tracer_provider=provider)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -8,9 +8,7 @@ import grpc
 import pytest
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -18,16 +16,9 @@ from service._pb import workflow_pb2 as pb
 from service.spans import MAX_ATTRIBUTES, LeanTracer, service_tracer
 
 from .conftest import Served, req, serve
-from .test_tracing import Traced, traceparent
+from .test_tracing import Traced, recording_provider, traceparent
 
 RPC = "/workflow.v1.WorkflowService/RunWorkflow"
-
-
-def recorded_by(sampler: Sampler | None = None) -> tuple[TracerProvider, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
 
 
 def names(spans: Sequence[ReadableSpan]) -> list[str]:
@@ -35,14 +26,14 @@ def names(spans: Sequence[ReadableSpan]) -> list[str]:
 
 
 def test_sdk_providers_get_the_lean_tracer_and_others_their_own() -> None:
-    provider, _ = recorded_by()
+    provider, _ = recording_provider()
     assert isinstance(service_tracer(provider, "workflow-service"), LeanTracer)
     api = trace.NoOpTracerProvider()
     assert not isinstance(service_tracer(api, "workflow-service"), LeanTracer)
 
 
 async def test_exported_spans_encode_for_otlp_and_print_as_json() -> None:
-    provider, exporter = recorded_by()
+    provider, exporter = recording_provider()
     server, port = await serve(tracer_provider=provider)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -97,7 +88,7 @@ async def test_spans_follow_the_providers_sampler(
 ) -> None:
     """Whole traces are recorded or not, as the sampler decides for the caller's trace
     (``flags``: its traceparent's, None: no traceparent); the calls work either way."""
-    provider, exporter = recorded_by(sampler)
+    provider, exporter = recording_provider(sampler)
     server, port = await serve(tracer_provider=provider)
     trace_id = secrets.randbits(128) | 1
     metadata = None
@@ -129,7 +120,7 @@ async def test_spans_follow_the_providers_sampler(
 
 
 def test_span_api_semantics() -> None:
-    provider, exporter = recorded_by()
+    provider, exporter = recording_provider()
     tracer = service_tracer(provider, "t")
 
     with pytest.raises(ValueError), tracer.start_as_current_span("outer") as outer:
@@ -168,7 +159,7 @@ async def test_served_calls_trace_nothing_with_the_sdk_disabled(
 ) -> None:
     """OTEL_SDK_DISABLED makes the SDK hand out no-op tracers: the service uses them."""
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    provider, exporter = recorded_by()
+    provider, exporter = recording_provider()
     assert not isinstance(service_tracer(provider, "workflow-service"), LeanTracer)
     server, port = await serve(tracer_provider=provider)
     try:
@@ -183,7 +174,7 @@ async def test_served_calls_trace_nothing_with_the_sdk_disabled(
 
 
 def test_remote_parent_keeps_the_callers_trace_and_flags() -> None:
-    provider, exporter = recorded_by()
+    provider, exporter = recording_provider()
     tracer = service_tracer(provider, "t")
     trace_id, span_id, metadata = traceparent()
     parent = propagate.extract(dict(metadata))

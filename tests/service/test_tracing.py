@@ -11,12 +11,24 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import SpanKind, StatusCode
 
 from service._pb import workflow_pb2 as pb
 
 from .conftest import Served, req, serve
 from .test_metrics import until
+
+
+def recording_provider(
+    sampler: Sampler | None = None,
+) -> tuple[TracerProvider, InMemorySpanExporter]:
+    """An SDK provider (with ``sampler``, or the SDK's default one) whose finished spans
+    the returned exporter keeps."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler) if sampler else TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
 
 
 class Traced(Served):
@@ -34,9 +46,7 @@ class Traced(Served):
 
 @pytest.fixture
 async def traced(store_url: str) -> AsyncIterator[Traced]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = recording_provider()
     server, port = await serve(store_url, tracer_provider=provider)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         t = Traced(server, port, channel)
@@ -120,12 +130,8 @@ async def test_step_span_is_current_while_the_step_runs(traced: Traced) -> None:
 
 async def test_run_resumed_after_a_restart_gets_a_new_root_span(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/runs.db"
-    first, second = InMemorySpanExporter(), InMemorySpanExporter()
-    providers = []
-    for exporter in (first, second):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        providers.append(provider)
+    (one, first), (two, second) = recording_provider(), recording_provider()
+    providers = [one, two]
 
     server, port = await serve(url, tracer_provider=providers[0])
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -162,9 +168,7 @@ async def wait_for_step(manager: Any, run_id: str) -> None:
 
 
 async def test_tracing_and_metrics_together(store_url: str) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = recording_provider()
     server, port = await serve(store_url, tracer_provider=provider, metrics=True, metrics_port=0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
