@@ -354,10 +354,10 @@ class AuthInterceptor(HandlerWrapper):
         return self._guard(behavior, method)
 
     def admit(
-        self, method: str, context: grpc.aio.ServicerContext[Any, Any], scope: Scope | None = None
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], scope: Scope
     ) -> Caller:
         """The caller of this call; raises (and logs) when its token is missing, unknown
-        or not allowed the method (``scope``: the method's, when known)."""
+        or lacks ``scope``, the one the method needs."""
         credential = _bearer(context.invocation_metadata())
         principal = None
         error: ServiceError
@@ -371,7 +371,7 @@ class AuthInterceptor(HandlerWrapper):
                 reason, error = "unknown_token", UnauthenticatedError(_UNKNOWN)
             else:
                 try:
-                    principal.check(scope or required_scope(method))
+                    principal.check(scope)
                     return Caller(principal, method, context)
                 except PermissionDeniedError as e:
                     reason, error = "permission_denied", e
