@@ -90,16 +90,15 @@ class LeanTracer(trace.Tracer):
     ) -> trace.Span:
         parent = trace.get_current_span(context).get_span_context()
         state = DEFAULT_TRACE_STATE
+        kept = attributes  # copied: the span adds to its own
         if parent.is_valid and (self._default_sampler or not parent.is_remote):
             # The parent's decision stands (ParentBased: a local parent's always does).
             trace_id, state = parent.trace_id, parent.trace_state
             flags = _FLAGS[int(parent.trace_flags) & _SAMPLED_AND_RANDOM]
-            attrs = dict(attributes) if attributes else {}
             recording = flags.sampled
         elif self._default_sampler:  # a root span, sampled
             trace_id = self._ids.generate_trace_id()
             flags = _FLAGS[TraceFlags.SAMPLED | self._root_random]
-            attrs = dict(attributes) if attributes else {}
             recording = True
         else:
             if parent.is_valid:
@@ -112,7 +111,7 @@ class LeanTracer(trace.Tracer):
             sampled = result.decision is Decision.RECORD_AND_SAMPLE
             flags = _FLAGS[(TraceFlags.SAMPLED if sampled else 0) | random]
             state = result.trace_state or DEFAULT_TRACE_STATE
-            attrs = dict(result.attributes) if result.attributes else {}
+            kept = result.attributes  # the sampler's say on them
             recording = result.decision is not Decision.DROP
         span_context = SpanContext(trace_id, self._ids.generate_span_id(), False, flags, state)
         if not recording:
@@ -122,7 +121,7 @@ class LeanTracer(trace.Tracer):
             span_context,
             parent if parent.is_valid else None,
             kind,
-            attrs,
+            dict(kept) if kept else {},
             links,
             self,
             start_time or time.time_ns(),
