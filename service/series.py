@@ -144,14 +144,10 @@ class SeriesRegistry(Collector):
 
     def counter(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> Family[CounterSeries]:
         """``name`` without ``_total``: the exposition adds it."""
-        family = Family(CounterSeries, name, doc, labelnames, ())
-        self.families.append(family)
-        return family
+        return self._add(Family(CounterSeries, name, doc, labelnames, ()))
 
     def gauge(self, name: str, doc: str, labelnames: Sequence[str] = ()) -> Family[GaugeSeries]:
-        family = Family(GaugeSeries, name, doc, labelnames, ())
-        self.families.append(family)
-        return family
+        return self._add(Family(GaugeSeries, name, doc, labelnames, ()))
 
     def histogram(
         self,
@@ -160,7 +156,9 @@ class SeriesRegistry(Collector):
         labelnames: Sequence[str] = (),
         buckets: Sequence[float] = DEFAULT_BUCKETS,
     ) -> Family[HistogramSeries]:
-        family = Family(HistogramSeries, name, doc, labelnames, buckets)
+        return self._add(Family(HistogramSeries, name, doc, labelnames, buckets))
+
+    def _add(self, family: Family[S]) -> Family[S]:
         self.families.append(family)
         return family
 
