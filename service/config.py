@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 
 from .concurrency import CONCURRENCY_KEY_LABEL, Overflow
 
+# HTTP/2 streams one connection may have open at once: room for 10,000 subscribers on one
+# connection (the server's default; --max-streams-per-connection).
+MAX_STREAMS_PER_CONNECTION = 20_000
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -20,7 +24,7 @@ class Config:
     max_runs_per_key: int | None = None
     key_overflow: Overflow = Overflow.QUEUE
     max_result_bytes: int = 4 * 1024 * 1024
-    max_streams_per_connection: int = 20_000
+    max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
     keepalive_time: float = 30.0
     keepalive_timeout: float = 10.0
     default_timeout: float | None = None

@@ -22,7 +22,7 @@ from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor, TokenRegistry, load_tokens
 from .concurrency import Overflow
-from .config import Config, parse_args
+from .config import MAX_STREAMS_PER_CONNECTION, Config, parse_args
 from .interceptors import HandlerWrapper, InterceptorChain
 from .observer import ObserveRun, combine
 from .registry import RegistryError, load_workflows
@@ -48,9 +48,8 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (--max-streams-per-connection). A call made
     # while a connection is at the cap waits for a free stream, but calls opened in a burst
-    # past it are refused (RST_STREAM REFUSED_STREAM: UNAVAILABLE). The default leaves
-    # room for 10,000 subscribers on one connection.
-    ("grpc.max_concurrent_streams", 20_000),
+    # past it are refused (RST_STREAM REFUSED_STREAM: UNAVAILABLE).
+    ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
     # Notice dead peers on long, idle streams (--keepalive-time/--keepalive-timeout): ping
     # every 30 s, drop the connection and its calls when an answer takes over 10 s.
     ("grpc.keepalive_time_ms", 30_000),
@@ -73,7 +72,7 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 
 
 def server_options(
-    max_streams_per_connection: int = 20_000,
+    max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION,
     keepalive_time: float = 30.0,
     keepalive_timeout: float = 10.0,
 ) -> list[tuple[str, int]]:
@@ -105,7 +104,7 @@ class WorkflowServer:
         max_result_bytes: int = 4 * 1024 * 1024,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
-        max_streams_per_connection: int = 20_000,
+        max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION,
         keepalive_time: float = 30.0,
         keepalive_timeout: float = 10.0,
         tokens: TokenRegistry | None = None,
