@@ -82,7 +82,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -774,8 +774,7 @@ def measure_instructions(cfg: Config) -> dict[str, Any]:
     err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below)
     result_file = os.path.join(server.data_dir, "client.json")
     target = f"127.0.0.1:{server.port}"
-    unary = Config("unary", cfg.impl, cfg.server, cfg.unit, cfg.label, cfg.store)
-    cmd = client_cmd(unary, "asyncio", target, INSTRUCTION_CALLS, result_file)
+    cmd = client_cmd(replace(cfg, case="unary"), "asyncio", target, INSTRUCTION_CALLS, result_file)
     client_proc = subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, env=child_env()
     )
