@@ -46,9 +46,10 @@ Cases
               ours   RunWorkflow(workflow="linear", wait=true), one channel
   instructions  the unary case's four RunWorkflow servers, each run once under valgrind's
               callgrind (when installed; asyncio loop): CPU instructions the server
-              executes per call over 640 timed calls. A count, not a rate, so it does not
-              move with the machine's load: the cost of auth, metrics and tracing to within
-              0.1%, where rates on a shared 2-core machine swing by 10-20%.
+              executes per call over 640 timed calls. A count, not a rate: on an idle
+              machine it repeats to within about 0.3%, where rates on a shared 2-core
+              machine swing by 10-20% (other load on the machine changes how the event
+              loop batches its work, and moved it by about 2%).
   ticker_10k  10,000 StreamEvents(start=ticker count=10 interval_ms=100) opened at once, one
               subscriber each, from 2 client processes: every run must end RUN_SUCCEEDED
               with a contiguous sequence and all its STREAM events; peak server RSS (the
@@ -766,8 +767,8 @@ def client_cmd(cfg: Config, loop: str, target: str, share: int, result_file: str
 def measure_instructions(cfg: Config) -> dict[str, Any]:
     """CPU instructions the server executes per RunWorkflow, counted by callgrind over
     INSTRUCTION_CALLS timed calls (after the unary case's warm-up, which is not counted).
-    Unlike a rate, the count does not move with the machine's load: the same code gives
-    the same figure to within 0.1%."""
+    Unlike a rate, the count hardly moves between runs on an idle machine (about 0.3%);
+    other load still changes how the event loop batches its work (about 2%)."""
     out = os.path.join(tempfile.mkdtemp(prefix="service-bench-cg-"), "callgrind.out")
     prefix = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
     server = start_server(cfg, "asyncio", prefix)
