@@ -16,6 +16,12 @@ from typing import Any, TypeAlias
 
 import grpc
 
+# The server's deadline is the grpc-timeout counted from when the request arrived, so it
+# falls a transit time after the client's. A client whose deadline passed resets the stream,
+# and that reset can reach the server just before the server's own deadline: a call
+# cancelled this close to its deadline is counted as past it.
+DEADLINE_SLACK_SECONDS = 0.1
+
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Behavior = Callable[..., Any]  # a handler function: (request or request iterator, context)
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
@@ -74,7 +80,7 @@ def call_code(
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
         # The call went away: the client cancelled it or its deadline passed.
         remaining = context.time_remaining()
-        expired = remaining is not None and remaining <= 0
+        expired = remaining is not None and remaining <= DEADLINE_SLACK_SECONDS
         return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
     code = context.code()  # set by abort()
     if code is not None:

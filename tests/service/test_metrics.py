@@ -5,6 +5,7 @@ import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from service._pb import workflow_pb2 as pb
+from service.interceptors import DEADLINE_SLACK_SECONDS, call_code
 
 from .conftest import Served, req, serve
 
@@ -165,6 +167,46 @@ async def test_call_past_its_deadline_is_deadline_exceeded(metered: Served) -> N
         1, metrics_port(metered), "grpc_server_handled_total", grpc_method="RunWorkflow"
     )
     assert got.value("grpc_server_handled_total", grpc_code="DEADLINE_EXCEEDED") == 1
+
+
+class _EndedCall:
+    """What ``call_code`` reads of a call's context: its deadline and any aborted code."""
+
+    def __init__(self, remaining: float | None, code: grpc.StatusCode | None = None) -> None:
+        self.remaining, self.aborted = remaining, code
+
+    def time_remaining(self) -> float | None:
+        return self.remaining
+
+    def code(self) -> grpc.StatusCode | None:
+        return self.aborted
+
+
+@pytest.mark.parametrize(
+    ("remaining", "error", "code"),
+    [
+        # The server's own deadline fired.
+        (0.0, asyncio.CancelledError(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        # The client's deadline fired first and its reset arrived just before the server's.
+        (0.002, asyncio.CancelledError(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (DEADLINE_SLACK_SECONDS, GeneratorExit(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        # A client that cancelled well before its deadline, or had none.
+        (DEADLINE_SLACK_SECONDS + 0.5, asyncio.CancelledError(), grpc.StatusCode.CANCELLED),
+        (None, asyncio.CancelledError(), grpc.StatusCode.CANCELLED),
+        (0.0, None, grpc.StatusCode.OK),
+        (0.0, ValueError("bug"), grpc.StatusCode.UNKNOWN),
+    ],
+)
+def test_a_call_that_went_away_near_its_deadline_counts_as_past_it(
+    remaining: float | None, error: BaseException | None, code: grpc.StatusCode
+) -> None:
+    context = cast("grpc.aio.ServicerContext[Any, Any]", _EndedCall(remaining))
+    assert call_code(context, error) == code
+
+
+def test_an_aborted_call_has_the_code_it_was_aborted_with() -> None:
+    context = cast("grpc.aio.ServicerContext[Any, Any]", _EndedCall(5.0, grpc.StatusCode.NOT_FOUND))
+    assert call_code(context, Exception("aborted")) == grpc.StatusCode.NOT_FOUND
 
 
 async def test_metrics_port_in_use_stops_the_server_with_a_clear_message() -> None:
