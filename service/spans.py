@@ -24,19 +24,22 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
-from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+from opentelemetry.trace.propagation import _SPAN_KEY
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, INVALID_SPAN_CONTEXT
 from opentelemetry.util.types import AttributeValue
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,50 @@ _DEFAULT_SAMPLER = ParentBased(ALWAYS_ON).get_description()  # type: ignore[no-u
 _PRIMITIVES = (str, bool, int, float)
 _PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
 _UNSET = Status(StatusCode.UNSET)
+_MAX_SPAN_ID = 2**64 - 1
+_NO_PARENT = INVALID_SPAN_CONTEXT
+_now = time.time_ns
+_INTERNAL = SpanKind.INTERNAL
+
+
+# The API's context functions without their indirections, when the runtime context is the
+# default, a ContextVar (OTEL_PYTHON_CONTEXT can name another).
+_RUNTIME = otel_context._RUNTIME_CONTEXT
+if type(_RUNTIME) is ContextVarsRuntimeContext:
+    _CURRENT = _RUNTIME._current_context
+    current_context: Callable[[], Context] = _CURRENT.get
+    attach: Callable[[Context], object] = _CURRENT.set
+    _reset: Callable[[Any], None] = _CURRENT.reset
+else:  # pragma: no cover - another runtime context
+    current_context, attach, _reset = (
+        otel_context.get_current,
+        otel_context.attach,
+        _RUNTIME.detach,
+    )
+
+
+def detach(token: object) -> None:
+    """Restore the context ``attach`` replaced (logged, not raised, when ``token`` is not
+    this context's: what the API does)."""
+    try:
+        _reset(token)
+    except Exception:
+        log.exception("failed to detach an OpenTelemetry context")
+
+
+def with_span(span: trace.Span, context: Context | None = None) -> Context:
+    """``context`` (the current one when None) with ``span`` as its current span: the
+    API's ``set_span_in_context``."""
+    values = (current_context() if context is None else context).copy()
+    values[_SPAN_KEY] = span
+    return Context(values)
+
+
+def _span_context(trace_id: int, span_id: int, flags: TraceFlags, state: Any) -> SpanContext:
+    """A local ``SpanContext``; its trace id is a valid one. The API's constructor checks
+    both ids and defaults each argument: the tuple it builds is made here directly."""
+    valid = 0 < span_id <= _MAX_SPAN_ID
+    return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, valid))
 
 
 def service_tracer(provider: trace.TracerProvider, name: str) -> trace.Tracer:
@@ -69,6 +116,9 @@ class LeanTracer(trace.Tracer):
         self._processor = sdk.span_processor
         self._sampler = sdk.sampler
         self._ids = sdk.id_generator
+        self._trace_id = self._ids.generate_trace_id
+        self._span_id = self._ids.generate_span_id
+        self._on_start = self._processor.on_start
         self._resource = sdk.resource
         self._scope = InstrumentationScope(name)
         is_random = getattr(self._ids, "is_trace_id_random", None)
@@ -88,48 +138,75 @@ class LeanTracer(trace.Tracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> trace.Span:
-        parent = trace.get_current_span(context).get_span_context()
+        found = (current_context() if context is None else context).get(_SPAN_KEY)
+        if found is None:  # a root span
+            parent, valid = _NO_PARENT, False
+        else:
+            if type(found) is LeanSpan or isinstance(found, trace.Span):
+                parent = found.get_span_context()
+            else:
+                parent = _NO_PARENT  # not a span: what the API reads as none
+            valid = parent.is_valid
         state = DEFAULT_TRACE_STATE
         kept = attributes  # copied: the span adds to its own
-        if parent.is_valid and (self._default_sampler or not parent.is_remote):
+        if valid and (self._default_sampler or not parent.is_remote):
             # The parent's decision stands (ParentBased: a local parent's always does).
             trace_id, state = parent.trace_id, parent.trace_state
-            flags = _FLAGS[int(parent.trace_flags) & _SAMPLED_AND_RANDOM]
-            recording = flags.sampled
+            bits = parent.trace_flags & _SAMPLED_AND_RANDOM
+            recording = bits & TraceFlags.SAMPLED
         elif self._default_sampler:  # a root span, sampled
-            trace_id = self._ids.generate_trace_id()
-            flags = _FLAGS[TraceFlags.SAMPLED | self._root_random]
+            trace_id = self._trace_id()
+            bits = TraceFlags.SAMPLED | self._root_random
             recording = True
         else:
-            if parent.is_valid:
-                trace_id, random = parent.trace_id, int(parent.trace_flags) & _RANDOM_TRACE_ID
+            if valid:
+                trace_id, random = parent.trace_id, parent.trace_flags & _RANDOM_TRACE_ID
             else:
-                trace_id, random = self._ids.generate_trace_id(), self._root_random
+                trace_id, random = self._trace_id(), self._root_random
             result = self._sampler.should_sample(
                 context, trace_id, name, kind, attributes, links or ()
             )
             sampled = result.decision is Decision.RECORD_AND_SAMPLE
-            flags = _FLAGS[(TraceFlags.SAMPLED if sampled else 0) | random]
+            bits = (TraceFlags.SAMPLED if sampled else 0) | random
             state = result.trace_state or DEFAULT_TRACE_STATE
             kept = result.attributes  # the sampler's say on them
             recording = result.decision is not Decision.DROP
-        span_context = SpanContext(trace_id, self._ids.generate_span_id(), False, flags, state)
+        span_context = _span_context(trace_id, self._span_id(), _FLAGS[bits], state)
         if not recording:
             return trace.NonRecordingSpan(span_context)
         span = LeanSpan(
             name,
             span_context,
-            parent if parent.is_valid else None,
+            parent if valid else None,
             kind,
             dict(kept) if kept else {},
             links,
             self,
-            start_time or time.time_ns(),
+            start_time or _now(),
             record_exception,
             set_status_on_exception,
         )
-        self._processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        self._on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
+
+    def start_child(
+        self,
+        name: str,
+        parent: trace.Span,
+        context: Context,
+        attributes: dict[str, AttributeValue],
+    ) -> trace.Span:
+        """``start_span(name, context, attributes=attributes)`` where ``context``'s span is
+        ``parent``: a sampled parent of this tracer's is the child's as it is."""
+        if type(parent) is LeanSpan:
+            up: SpanContext = parent._context  # type: ignore[assignment]
+            flags = up.trace_flags
+            if flags & TraceFlags.SAMPLED:
+                span_context = _span_context(up.trace_id, self._span_id(), flags, up.trace_state)
+                span = LeanSpan(name, span_context, up, _INTERNAL, attributes, None, self, _now())
+                self._on_start(span, parent_context=context)  # type: ignore[arg-type]
+                return span
+        return self.start_span(name, context, attributes=attributes)
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]  # the API names its own CM type
@@ -156,6 +233,14 @@ class LeanSpan(trace.Span, ReadableSpan):
     """A recording span that is its own ``ReadableSpan``: processors get it at ``end()``
     as it is, since nothing changes it afterwards."""
 
+    _instrumentation_info = None
+    _events: Sequence[Event] = ()
+    _links: Sequence[Link] = ()
+    _status = _UNSET
+    _end_time: int | None = None
+    _record_exception = True
+    _set_status_on_exception = True
+
     def __init__(
         self,
         name: str,
@@ -166,26 +251,26 @@ class LeanSpan(trace.Span, ReadableSpan):
         links: Sequence[Link] | None,
         tracer: LeanTracer,
         start_time: int,
-        record_exception: bool,
-        set_status_on_exception: bool,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
     ) -> None:
-        # ReadableSpan's fields, set directly (its __init__ takes a dozen keywords).
+        # ReadableSpan's fields, set directly (its __init__ takes a dozen keywords); those
+        # every span starts with are the class's.
         self._name = name
         self._context = context
         self._parent = parent
         self._kind = kind
         self._resource = tracer._resource
-        self._instrumentation_info = None
         self._instrumentation_scope = tracer._scope
         self._attributes = attributes
-        self._events: list[Event] = []
-        self._links = tuple(links) if links else ()
-        self._status = _UNSET
+        if links:
+            self._links = tuple(links)
         self._start_time = start_time
-        self._end_time: int | None = None
         self._processor = tracer._processor
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
+        if not record_exception:
+            self._record_exception = False
+        if not set_status_on_exception:
+            self._set_status_on_exception = False
 
     # ---- trace.Span ------------------------------------------------------------------------
 
@@ -198,7 +283,7 @@ class LeanSpan(trace.Span, ReadableSpan):
     def end(self, end_time: int | None = None) -> None:
         if self._end_time is not None:
             return  # ended already (the SDK warns and ignores it too)
-        self._end_time = end_time or time.time_ns()
+        self._end_time = end_time or _now()
         self._processor.on_end(self)
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
@@ -224,7 +309,7 @@ class LeanSpan(trace.Span, ReadableSpan):
         if self._end_time is not None or len(self._events) >= MAX_EVENTS:
             return
         kept = {k: v for k, v in (attributes or {}).items() if isinstance(k, str) and _valid(v)}
-        self._events.append(Event(name, kept, timestamp or time.time_ns()))
+        self._events = (*self._events, Event(name, kept, timestamp or _now()))
 
     def add_link(self, context: SpanContext, attributes: Any = None) -> None:
         if self._end_time is None and context.is_valid:

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from .interceptors import Behavior, Handler, HandlerWrapper, call_code
 from .observer import RunObserver
-from .spans import service_tracer
+from .spans import LeanTracer, attach, detach, service_tracer, with_span
 
 _FAILED = frozenset({"FAILED", "TIMED_OUT"})
 
@@ -81,21 +81,23 @@ class _RunSpans(RunObserver):
             context=otel_context.Context() if resumed else None,
             attributes=attributes,
         )
-        self.context = trace.set_span_in_context(self.span)
+        self.context = with_span(self.span)
         self.steps: dict[int, tuple[trace.Span, object]] = {}  # invocation -> span, token
 
     def step_started(self, step: str, invocation: int, attempt: int) -> None:
-        span = self.tracer.start_span(
-            f"workflow.step {step}",
-            context=self.context,
-            attributes={
-                "workflow.step": step,
-                "workflow.invocation": invocation,
-                "workflow.attempt": attempt,
-            },
-        )
+        attributes: dict[str, Any] = {
+            "workflow.step": step,
+            "workflow.invocation": invocation,
+            "workflow.attempt": attempt,
+        }
+        name = f"workflow.step {step}"
+        tracer = self.tracer
+        if type(tracer) is LeanTracer:
+            span = tracer.start_child(name, self.span, self.context, attributes)
+        else:
+            span = tracer.start_span(name, context=self.context, attributes=attributes)
         # Called in the step's own task: the span is current for its code only.
-        token = otel_context.attach(trace.set_span_in_context(span, self.context))
+        token = attach(with_span(span, self.context))
         self.steps[invocation] = (span, token)
 
     def step_finished(
@@ -105,7 +107,7 @@ class _RunSpans(RunObserver):
         if entry is None:
             return
         span, token = entry
-        otel_context.detach(token)  # type: ignore[arg-type]
+        detach(token)
         if error is not None:
             span.record_exception(error)
             span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
@@ -128,6 +130,7 @@ class _RunSpans(RunObserver):
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 _OK = grpc.StatusCode.OK
+_SERVER = trace.SpanKind.SERVER
 _CODE_NUMBERS = {code: code.value[0] for code in grpc.StatusCode}
 
 
@@ -142,18 +145,21 @@ class _RpcSpans(HandlerWrapper):
         return method.startswith(self._prefix)
 
     def wrap(self, method: str, handler: Handler, behavior: Behavior) -> Behavior:
-        tracer = self._tracer
+        start = self._tracer.start_span
         service, _, name = method.lstrip("/").rpartition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
         fields = frozenset(propagate.get_global_textmap().fields)
 
         def begin(context: Ctx) -> tuple[trace.Span, object]:
-            carrier = {k: v for k, v in context.invocation_metadata() or () if k in fields}
+            carrier = None  # the caller's trace context, when it sent one
+            for key, value in context.invocation_metadata() or ():
+                if key in fields:
+                    if carrier is None:
+                        carrier = {}
+                    carrier[key] = value
             parent = propagate.extract(carrier) if carrier else None
-            span = tracer.start_span(
-                method, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
-            )
-            return span, otel_context.attach(trace.set_span_in_context(span, parent))
+            span = start(method, parent, _SERVER, attributes)
+            return span, attach(with_span(span, parent))
 
         if inspect.isasyncgenfunction(behavior):
 
@@ -167,7 +173,7 @@ class _RpcSpans(HandlerWrapper):
                     error = e
                     raise
                 finally:
-                    otel_context.detach(token)  # type: ignore[arg-type]
+                    detach(token)
                     _end(span, context, error)
 
             return stream
@@ -181,7 +187,7 @@ class _RpcSpans(HandlerWrapper):
                 error = e
                 raise
             finally:
-                otel_context.detach(token)  # type: ignore[arg-type]
+                detach(token)
                 _end(span, context, error)
 
         return call

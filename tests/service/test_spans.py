@@ -10,10 +10,19 @@ from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
 from service._pb import workflow_pb2 as pb
-from service.spans import MAX_ATTRIBUTES, LeanTracer, service_tracer
+from service.spans import (
+    MAX_ATTRIBUTES,
+    LeanTracer,
+    _span_context,
+    attach,
+    current_context,
+    detach,
+    service_tracer,
+    with_span,
+)
 
 from .conftest import Served, req, serve
 from .test_tracing import Traced, recording_provider, traceparent
@@ -30,6 +39,43 @@ def test_sdk_providers_get_the_lean_tracer_and_others_their_own() -> None:
     assert isinstance(service_tracer(provider, "workflow-service"), LeanTracer)
     api = trace.NoOpTracerProvider()
     assert not isinstance(service_tracer(api, "workflow-service"), LeanTracer)
+
+
+def test_span_contexts_and_contexts_are_the_apis_own() -> None:
+    state = TraceState([("k", "v")])
+    for span_id in (1, 0x1234, 2**64 - 1, 0):
+        made = _span_context(7, span_id, TraceFlags(1), state)
+        api = SpanContext(7, span_id, False, TraceFlags(1), state)
+        assert made == api and type(made) is SpanContext
+        assert made.is_valid == api.is_valid and made.span_id == span_id
+    span = trace.NonRecordingSpan(_span_context(7, 9, TraceFlags(1), state))
+    base = trace.set_span_in_context(trace.INVALID_SPAN)
+    assert with_span(span, base) == trace.set_span_in_context(span, base)
+    token = attach(with_span(span))
+    assert trace.get_current_span() is span and current_context() == with_span(span)
+    detach(token)
+    assert trace.get_current_span() is not span
+    detach(token)  # used twice: logged, as the API does, not raised
+
+
+def test_a_child_of_a_lean_span_is_the_sdks_child() -> None:
+    provider, exporter = recording_provider()
+    tracer = service_tracer(provider, "t")
+    assert isinstance(tracer, LeanTracer)
+    parent = tracer.start_span("parent")
+    context = trace.set_span_in_context(parent)
+    fast = tracer.start_child("fast", parent, context, {"a": 1})
+    slow = tracer.start_span("slow", context, attributes={"a": 1})
+    for span in (fast, slow):
+        span.end()
+    parent.end()
+    got = {s.name: s for s in exporter.get_finished_spans()}
+    for name in ("fast", "slow"):
+        span = got[name]
+        assert span.parent == parent.get_span_context()
+        assert span.context.trace_id == parent.get_span_context().trace_id
+        assert span.context.trace_flags == parent.get_span_context().trace_flags
+        assert span.kind is SpanKind.INTERNAL and dict(span.attributes or {}) == {"a": 1}
 
 
 async def test_exported_spans_encode_for_otlp_and_print_as_json() -> None:
