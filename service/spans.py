@@ -32,7 +32,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import (
+    ConcurrentMultiSpanProcessor,
+    Event,
+    ReadableSpan,
+    SynchronousMultiSpanProcessor,
+)
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
@@ -119,6 +124,10 @@ class LeanTracer(trace.Tracer):
         self._trace_id = self._ids.generate_trace_id
         self._span_id = self._ids.generate_span_id
         self._on_start = self._processor.on_start
+        # The SDK's fan-out to the provider's processors: with none added yet, nobody is
+        # told of a span (processors added later are, from then on).
+        fanout = (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
+        self._fanout = self._processor if isinstance(self._processor, fanout) else None
         self._resource = sdk.resource
         self._scope = InstrumentationScope(name)
         is_random = getattr(self._ids, "is_trace_id_random", None)
@@ -186,7 +195,8 @@ class LeanTracer(trace.Tracer):
             record_exception,
             set_status_on_exception,
         )
-        self._on_start(span, parent_context=context)  # type: ignore[arg-type]
+        if self._fanout is None or self._fanout._span_processors:
+            self._on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
     def start_child(
@@ -204,7 +214,8 @@ class LeanTracer(trace.Tracer):
             if flags & TraceFlags.SAMPLED:
                 span_context = _span_context(up.trace_id, self._span_id(), flags, up.trace_state)
                 span = LeanSpan(name, span_context, up, _INTERNAL, attributes, None, self, _now())
-                self._on_start(span, parent_context=context)  # type: ignore[arg-type]
+                if self._fanout is None or self._fanout._span_processors:
+                    self._on_start(span, parent_context=context)  # type: ignore[arg-type]
                 return span
         return self.start_span(name, context, attributes=attributes)
 
@@ -266,7 +277,7 @@ class LeanSpan(trace.Span, ReadableSpan):
         if links:
             self._links = tuple(links)
         self._start_time = start_time
-        self._processor = tracer._processor
+        self._tracer = tracer
         if not record_exception:
             self._record_exception = False
         if not set_status_on_exception:
@@ -284,7 +295,9 @@ class LeanSpan(trace.Span, ReadableSpan):
         if self._end_time is not None:
             return  # ended already (the SDK warns and ignores it too)
         self._end_time = end_time or _now()
-        self._processor.on_end(self)
+        fanout = self._tracer._fanout
+        if fanout is None or fanout._span_processors:
+            self._tracer._processor.on_end(self)
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         if self._end_time is not None:

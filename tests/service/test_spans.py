@@ -8,7 +8,9 @@ import grpc
 import pytest
 from opentelemetry import propagate, trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
@@ -76,6 +78,20 @@ def test_a_child_of_a_lean_span_is_the_sdks_child() -> None:
         assert span.context.trace_id == parent.get_span_context().trace_id
         assert span.context.trace_flags == parent.get_span_context().trace_flags
         assert span.kind is SpanKind.INTERNAL and dict(span.attributes or {}) == {"a": 1}
+
+
+def test_a_processor_added_later_hears_the_spans_from_then_on() -> None:
+    provider = TracerProvider()
+    tracer = service_tracer(provider, "t")
+    before = tracer.start_span("before")
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    after = tracer.start_span("after", trace.set_span_in_context(before))
+    child = tracer.start_child("child", after, trace.set_span_in_context(after), {})
+    for span in (child, after, before):
+        span.end()
+    # Ended after the processor came: all three are exported (as the SDK's spans would be).
+    assert names(exporter.get_finished_spans()) == ["after", "before", "child"]
 
 
 async def test_exported_spans_encode_for_otlp_and_print_as_json() -> None:
