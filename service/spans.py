@@ -60,6 +60,7 @@ _PRIMITIVES = (str, bool, int, float)
 _PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
 _UNSET = Status(StatusCode.UNSET)
 _MAX_SPAN_ID = 2**64 - 1
+_MAX_TRACE_ID = 2**128 - 1
 _NO_PARENT = INVALID_SPAN_CONTEXT
 _now = time.time_ns
 _INTERNAL = SpanKind.INTERNAL
@@ -99,9 +100,9 @@ def with_span(span: trace.Span, context: Context | None = None) -> Context:
 
 
 def _span_context(trace_id: int, span_id: int, flags: TraceFlags, state: Any) -> SpanContext:
-    """A local ``SpanContext``; its trace id is a valid one. The API's constructor checks
-    both ids and defaults each argument: the tuple it builds is made here directly."""
-    valid = 0 < span_id <= _MAX_SPAN_ID
+    """A local ``SpanContext``: the tuple the API's constructor builds, made directly
+    (the constructor's defaulting of each argument costs a call and more)."""
+    valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
     return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, valid))
 
 
@@ -207,7 +208,8 @@ class LeanTracer(trace.Tracer):
         attributes: dict[str, AttributeValue],
     ) -> trace.Span:
         """``start_span(name, context, attributes=attributes)`` where ``context``'s span is
-        ``parent``: a sampled parent of this tracer's is the child's as it is."""
+        ``parent``. A child of one of this tracer's sampled spans takes the parent's trace
+        id, flags and state without a context lookup; any other parent goes the long way."""
         if type(parent) is LeanSpan:
             up: SpanContext = parent._context  # type: ignore[assignment]
             flags = up.trace_flags

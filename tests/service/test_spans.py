@@ -45,9 +45,9 @@ def test_sdk_providers_get_the_lean_tracer_and_others_their_own() -> None:
 
 def test_span_contexts_and_contexts_are_the_apis_own() -> None:
     state = TraceState([("k", "v")])
-    for span_id in (1, 0x1234, 2**64 - 1, 0):
-        made = _span_context(7, span_id, TraceFlags(1), state)
-        api = SpanContext(7, span_id, False, TraceFlags(1), state)
+    for trace_id, span_id in ((7, 1), (7, 0x1234), (2**128 - 1, 2**64 - 1), (7, 0), (0, 5)):
+        made = _span_context(trace_id, span_id, TraceFlags(1), state)
+        api = SpanContext(trace_id, span_id, False, TraceFlags(1), state)
         assert made == api and type(made) is SpanContext
         assert made.is_valid == api.is_valid and made.span_id == span_id
     span = trace.NonRecordingSpan(_span_context(7, 9, TraceFlags(1), state))
