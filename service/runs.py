@@ -130,8 +130,8 @@ class ActiveRun(RunListener):
             kind=kind,
             type=type_name,
             step=step or "",
-            time=convert.now(),
         )
+        convert.stamp(event.time)
         if data:
             convert.fill_struct(event.data, data)
         if terminal:
@@ -153,7 +153,7 @@ class ActiveRun(RunListener):
                 after_sequence=self.run.last_sequence,
             )
             return
-        self.run.started_at.CopyFrom(convert.now())
+        convert.stamp(self.run.started_at)
         self.store.update_run(self.run)
         self._emit(pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, self.input)
         logs.event(
@@ -289,7 +289,7 @@ class ActiveRun(RunListener):
             else:
                 record.result.CopyFrom(value)
         record.status = convert.STATUS_TO_PB[status]
-        record.ended_at.CopyFrom(convert.now())
+        convert.stamp(record.ended_at)
         if error is None:
             data = {"result": result}
             type_name = "StopEvent"
@@ -341,7 +341,7 @@ class ActiveRun(RunListener):
         """End a run the engine is not running (queued, or not resumable) with ``status``."""
         record = self.run
         record.status = convert.STATUS_TO_PB[status]
-        record.ended_at.CopyFrom(convert.now())
+        convert.stamp(record.ended_at)
         record.error.CopyFrom(pb.RunError(type=error_type, message=reason))
         data = {"type": error_type, "message": reason, "step": ""}
         self._emit(convert.TERMINAL_KIND[status], error_type, None, data, terminal=True)
@@ -450,9 +450,9 @@ class RunManager:
             workflow=req.workflow,
             status=pb.RUN_STATUS_PENDING,
             input=req.input,
-            created_at=convert.now(),
             labels=req.labels,
         )
+        convert.stamp(run.created_at)
         if timeout is not None:
             run.timeout.FromNanoseconds(int(timeout * 1e9))
         try:
