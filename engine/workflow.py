@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -18,6 +17,7 @@ from .events import Event, HumanResponseEvent, StartEvent, build_event, resolve_
 from .events import validation_fields as _fields
 from .graph import StepGraph, analyse_step, build_graph
 from .handler import WorkflowHandler
+from .ids import new_run_id
 from .listener import RunListener
 from .run import CURRENT_WORK, Run
 from .status import RunStatus
@@ -190,7 +190,7 @@ class Workflow:
             self,
             graph,
             ctx,
-            run_id or uuid.uuid4().hex,
+            run_id or new_run_id(),
             listener,
             self.timeout if timeout is _DEFAULT else timeout,
             retain_stream,

@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -29,6 +28,7 @@ from engine import (
     WorkflowHandler,
 )
 from engine.events import build_event
+from engine.ids import new_run_id
 
 from . import convert, logs
 from ._pb import workflow_pb2 as pb
@@ -447,7 +447,7 @@ class RunManager:
         if key is not None and not slot and self.key_overflow is Overflow.REJECT:
             raise KeyBusyError(key, self.keys.limit if self.keys else 0)
         run = pb.Run(
-            run_id=req.run_id or uuid.uuid4().hex,
+            run_id=req.run_id or new_run_id(),
             workflow=req.workflow,
             status=pb.RUN_STATUS_PENDING,
             input=req.input,

@@ -36,7 +36,7 @@ log = logging.getLogger("service.store")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_BATCH = 5000
 LINGER = 0.001  # seconds a small batch waits for more work before it commits
 SWITCH_INTERVAL = 0.001  # the interpreter's, while a store is open (see SqliteStore)
@@ -50,10 +50,13 @@ _ENDED = (
     pb.RUN_STATUS_TIMED_OUT,
 )
 
-_SCHEMA = """
+# Rows are keyed by the run's ordinal (its arrival order), not by its id: a batch's inserts
+# then land at the end of each B-tree, whatever ids clients choose, so a commit writes a few
+# pages rather than one per run.
+_RUNS_TABLE = """
 CREATE TABLE runs (
-    run_id      TEXT PRIMARY KEY,
-    ordinal     INTEGER NOT NULL UNIQUE,
+    ordinal     INTEGER PRIMARY KEY,
+    run_id      TEXT NOT NULL UNIQUE,
     workflow    TEXT NOT NULL,
     status      INTEGER NOT NULL,
     fingerprint TEXT NOT NULL,
@@ -63,17 +66,21 @@ CREATE TABLE runs (
     run         BLOB NOT NULL,
     checkpoint  TEXT
 );
-CREATE INDEX runs_by_status ON runs (status, ordinal);
-CREATE INDEX runs_by_workflow ON runs (workflow, ordinal);
-CREATE INDEX runs_by_end ON runs (ended_ns) WHERE ended_ns IS NOT NULL;
+"""
+_EVENTS_TABLE = """
 CREATE TABLE events (
-    run_id     TEXT NOT NULL,
+    ordinal    INTEGER NOT NULL,
     seq        INTEGER NOT NULL,
     invocation INTEGER NOT NULL,
     idx        INTEGER NOT NULL,
     event      BLOB NOT NULL,
-    PRIMARY KEY (run_id, seq)
+    PRIMARY KEY (ordinal, seq)
 ) WITHOUT ROWID;
+"""
+_INDEXES = """
+CREATE INDEX runs_by_status ON runs (status, ordinal);
+CREATE INDEX runs_by_workflow ON runs (workflow, ordinal);
+CREATE INDEX runs_by_end ON runs (ended_ns) WHERE ended_ns IS NOT NULL;
 """
 
 
@@ -134,8 +141,27 @@ def open_database(path: Path) -> sqlite3.Connection:
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
     """Bring the schema from ``version`` to SCHEMA_VERSION, each step in one transaction."""
     if version == 0:
-        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = 1; COMMIT;")
-    # Later versions add a step here: `if version <= 1: ... PRAGMA user_version = 2`.
+        conn.executescript(
+            f"BEGIN; {_RUNS_TABLE} {_EVENTS_TABLE} {_INDEXES} "
+            f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        )
+        return
+    if version == 1:
+        # Version 1 keyed runs and events by run id; rebuild both tables keyed by ordinal.
+        conn.executescript(
+            "BEGIN; "
+            + _RUNS_TABLE.replace("TABLE runs", "TABLE runs_v2")
+            + "INSERT INTO runs_v2 SELECT ordinal, run_id, workflow, status, fingerprint, "
+            "created_ns, ended_ns, labels, run, checkpoint FROM runs; "
+            + _EVENTS_TABLE.replace("TABLE events", "TABLE events_v2")
+            + "INSERT INTO events_v2 SELECT r.ordinal, e.seq, e.invocation, e.idx, e.event "
+            "FROM events AS e JOIN runs AS r USING (run_id); "
+            "DROP TABLE events; DROP TABLE runs; "
+            "ALTER TABLE runs_v2 RENAME TO runs; ALTER TABLE events_v2 RENAME TO events; "
+            + _INDEXES
+            + "PRAGMA user_version = 2; COMMIT;"
+        )
+    # Later versions add a step here: `if version <= 2: ... PRAGMA user_version = 3`.
 
 
 _open_stores = 0
@@ -156,7 +182,8 @@ def _shorten_switch_interval(change: int) -> None:
 def _page_reader(run_id: str, after: int) -> Callable[[sqlite3.Connection], list[Any]]:
     def read(c: sqlite3.Connection) -> list[Any]:
         return c.execute(
-            "SELECT event FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT event FROM events WHERE ordinal = (SELECT ordinal FROM runs WHERE run_id = ?) "
+            "AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after, PAGE),
         ).fetchall()
 
@@ -167,10 +194,11 @@ class _Log(RunLog):
     """A live run's log: only its ``committed`` events are visible, and only a bounded tail
     of them stays in memory."""
 
-    __slots__ = ("base", "committed")
+    __slots__ = ("base", "committed", "ordinal")
 
-    def __init__(self, base: int) -> None:
+    def __init__(self, ordinal: int, base: int) -> None:
         super().__init__()
+        self.ordinal = ordinal  # the run's, which keys its rows
         self.base = base  # sequence number just before events[0]
         self.committed = 0  # how many of events are durable
 
@@ -208,7 +236,7 @@ class SqliteStore(Store):
             return existing
         self._ordinal += 1
         stored = self._live[run.run_id] = StoredRun(run, fingerprint, self._ordinal)
-        self._logs[run.run_id] = _Log(0)
+        self._logs[run.run_id] = _Log(stored.ordinal, 0)
         self._queue.put(
             (
                 "insert",
@@ -282,10 +310,19 @@ class SqliteStore(Store):
     ) -> None:
         log_ = self._logs.get(event.run_id)
         if log_ is None:  # a resumed run: its history is in the database
-            log_ = self._logs[event.run_id] = _Log(event.sequence - 1)
+            ordinal = self._live[event.run_id].ordinal
+            log_ = self._logs[event.run_id] = _Log(ordinal, event.sequence - 1)
         log_.events.append(event)
         self._queue.put(
-            ("event", event.run_id, event.sequence, *key, event.SerializeToString(), terminal)
+            (
+                "event",
+                event.run_id,
+                log_.ordinal,
+                event.sequence,
+                *key,
+                event.SerializeToString(),
+                terminal,
+            )
         )
 
     def save_checkpoint(self, run_id: str, checkpoint: str) -> None:
@@ -298,17 +335,17 @@ class SqliteStore(Store):
         def read(c: sqlite3.Connection) -> list[Unfinished]:
             found = []
             rows = c.execute(
-                "SELECT run_id, run, fingerprint, ordinal, checkpoint FROM runs "
+                "SELECT run, fingerprint, ordinal, checkpoint FROM runs "
                 f"WHERE status IN ({','.join('?' * len(going))}) ORDER BY ordinal",
                 going,
             ).fetchall()
-            for run_id, blob, fingerprint, ordinal, checkpoint in rows:
+            for blob, fingerprint, ordinal, checkpoint in rows:
                 last = c.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE ordinal = ?", (ordinal,)
                 ).fetchone()[0]
                 keys = c.execute(
-                    "SELECT invocation, idx FROM events WHERE run_id = ? AND invocation > 0",
-                    (run_id,),
+                    "SELECT invocation, idx FROM events WHERE ordinal = ? AND invocation > 0",
+                    (ordinal,),
                 ).fetchall()
                 run = pb.Run.FromString(blob)
                 run.last_sequence = last
@@ -325,7 +362,7 @@ class SqliteStore(Store):
         found = await self._read(read)
         for u in found:
             self._live[u.stored.run.run_id] = u.stored
-            self._logs[u.stored.run.run_id] = _Log(u.last_sequence)
+            self._logs[u.stored.run.run_id] = _Log(u.stored.ordinal, u.last_sequence)
         return found
 
     async def prune(self, ended_before_ns: int | None, keep_ended: int | None, limit: int) -> int:
@@ -521,8 +558,8 @@ def _apply(
     for op in batch:
         kind = op[0]
         if kind == "event":
-            _, run_id, seq, invocation, idx, blob, terminal = op
-            events.append((run_id, seq, invocation, idx, blob))
+            _, run_id, ordinal, seq, invocation, idx, blob, terminal = op
+            events.append((ordinal, seq, invocation, idx, blob))
             committed[run_id] = (seq, terminal)
         elif kind == "update":
             updates[op[1]] = op
@@ -536,7 +573,10 @@ def _apply(
             deletes += [(run_id,) for run_id in op[1]]
     conn.execute("BEGIN")
     if deletes:
-        conn.executemany("DELETE FROM events WHERE run_id = ?", deletes)
+        conn.executemany(
+            "DELETE FROM events WHERE ordinal = (SELECT ordinal FROM runs WHERE run_id = ?)",
+            deletes,
+        )
         conn.executemany("DELETE FROM runs WHERE run_id = ?", deletes)
     if inserts:
         # A run created in this batch is written once, as its latest update left it: a

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
+import grpc
 from workflow_client import WorkflowClient
+
+from service._pb import workflow_pb2 as pb
+from service._pb import workflow_pb2_grpc as pb_grpc
+
+from .conftest import Served
 
 
 async def test_echo_returns_its_message(client: WorkflowClient) -> None:
@@ -69,3 +76,19 @@ async def test_input_may_name_fields_that_are_also_options(client: WorkflowClien
     assert run.input == {"message": "m", "timeout": 5}  # input, not the run's time limit
     assert await handle.result() == "m"
     assert await client.run("echo", input={"message": "a"}, message="b") == "b"
+
+
+async def test_run_ids_made_by_client_and_server_are_uuid7_in_time_order(
+    client: WorkflowClient, served: Served
+) -> None:
+    first = await client.start("echo", message="a")  # the client picks the id
+    async with grpc.aio.insecure_channel(served.address) as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        request = pb.RunWorkflowRequest(workflow="echo")  # the server picks it
+        request.input.update({"message": "b"})
+        await asyncio.sleep(0.002)  # a later millisecond
+        second = (await stub.RunWorkflow(request)).run.run_id
+    for run_id in (first.run_id, second):
+        assert len(run_id) == 32
+        assert uuid.UUID(run_id).version == 7
+    assert first.run_id < second

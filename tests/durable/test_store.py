@@ -1,6 +1,7 @@
 """The SQLite store: history and idempotency across restarts, and broken files."""
 
 import asyncio
+import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -177,3 +178,81 @@ async def test_an_open_store_shortens_the_switch_interval_until_closed(tmp_path:
     assert sys.getswitchinterval() == pytest.approx(min(before, 0.001))
     await second.close()
     assert sys.getswitchinterval() == pytest.approx(before)
+
+
+# The schema of version 1, which keyed rows by run id: databases written by older servers.
+_V1_SCHEMA = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, ordinal INTEGER NOT NULL UNIQUE, workflow TEXT NOT NULL,
+    status INTEGER NOT NULL, fingerprint TEXT NOT NULL, created_ns INTEGER NOT NULL,
+    ended_ns INTEGER, labels TEXT NOT NULL, run BLOB NOT NULL, checkpoint TEXT
+);
+CREATE INDEX runs_by_status ON runs (status, ordinal);
+CREATE INDEX runs_by_workflow ON runs (workflow, ordinal);
+CREATE INDEX runs_by_end ON runs (ended_ns) WHERE ended_ns IS NOT NULL;
+CREATE TABLE events (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, invocation INTEGER NOT NULL,
+    idx INTEGER NOT NULL, event BLOB NOT NULL, PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+"""
+
+
+def _v1_database(path: Path) -> list[pb.WorkflowEvent]:
+    """A version-1 file with an ended ticker run ("old-ended", two events) and an echo run
+    that was going when its server stopped ("old-going", one event); returns the events."""
+    conn = sqlite3.connect(path)
+    conn.executescript(_V1_SCHEMA)
+    events = []
+    rows = [
+        ("old-ended", 1, "ticker", pb.RUN_STATUS_SUCCEEDED, {"count": 1.0}, 2),
+        ("old-going", 2, "echo", pb.RUN_STATUS_RUNNING, {"message": "hi"}, 1),
+    ]
+    for run_id, ordinal, workflow, status, data, last in rows:
+        run = pb.Run(run_id=run_id, workflow=workflow, status=status, last_sequence=last)
+        run.input.update(data)
+        fingerprint = workflow + "\n" + json.dumps(data, sort_keys=True, separators=(",", ":"))
+        ended = 1 if status == pb.RUN_STATUS_SUCCEEDED else None
+        conn.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, 1, ?, '{}', ?, NULL)",
+            (run_id, ordinal, workflow, status, fingerprint, ended, run.SerializeToString()),
+        )
+        for seq in range(1, last + 1):
+            kind = pb.EVENT_KIND_RUN_STARTED if seq == 1 else pb.EVENT_KIND_RUN_SUCCEEDED
+            event = pb.WorkflowEvent(run_id=run_id, sequence=seq, kind=kind, type=f"T{seq}")
+            conn.execute(
+                "INSERT INTO events VALUES (?, ?, 0, 0, ?)",
+                (run_id, seq, event.SerializeToString()),
+            )
+            events.append(event)
+    conn.commit()
+    conn.close()
+    return events
+
+
+async def test_a_version_1_database_is_migrated_and_its_runs_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    old = _v1_database(path)
+    served = await restartable(f"sqlite:///{path}")
+    try:
+        ended = [e for e in old if e.run_id == "old-ended"]
+        assert await served.events("old-ended") == ended
+        same = await served.stub.RunWorkflow(req("ticker", _run_id="old-ended", count=1))
+        assert same.run.status == pb.RUN_STATUS_SUCCEEDED
+        # The going run was resumed: it starts again and its log goes on from sequence 2.
+        going = await served.events("old-going")
+        assert going[0] == next(e for e in old if e.run_id == "old-going")
+        assert [e.sequence for e in going] == list(range(1, len(going) + 1))
+        assert going[-1].kind == pb.EVENT_KIND_RUN_SUCCEEDED
+        run = (await served.stub.GetRun(pb.GetRunRequest(run_id="old-going"))).run
+        assert run.result.string_value == "hi"
+        # New runs come after the migrated ones.
+        await served.stub.RunWorkflow(req("echo", _wait=True, _run_id="new", message="x"))
+        listed = await served.stub.ListRuns(pb.ListRunsRequest())
+        assert [r.run_id for r in listed.runs] == ["new", "old-going", "old-ended"]
+    finally:
+        await shut(served)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()

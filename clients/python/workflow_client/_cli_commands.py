@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from ._auth import open_channel
 from ._cli_credentials import Credentials
 from ._client import CHANNEL_OPTIONS, RunHandle, WorkflowClient, _duration, _struct, result_of
 from ._errors import mapped_errors
+from ._ids import new_run_id
 from ._pb import workflow_pb2 as pb
 from ._types import Event, Run, run_from_pb
 
@@ -112,7 +112,7 @@ async def cmd_workflows(client: WorkflowClient, args: argparse.Namespace) -> int
 
 
 async def cmd_run(client: WorkflowClient, args: argparse.Namespace) -> int:
-    run_id = args.run_id or uuid.uuid4().hex
+    run_id = args.run_id or new_run_id()
     req = pb.RunWorkflowRequest(
         workflow=args.workflow,
         input=_struct(args.input),

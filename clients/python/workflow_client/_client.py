@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from ._errors import (
     from_rpc_error,
     mapped_errors,
 )
+from ._ids import new_run_id
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from ._types import Event, Run, WorkflowInfo, event_from_pb, run_from_pb, workflow_from_pb
@@ -162,7 +162,7 @@ class WorkflowClient:
         starting a second run.
         """
         req = self._request(
-            workflow, {**(input or {}), **fields}, run_id or uuid.uuid4().hex, timeout, labels, True
+            workflow, {**(input or {}), **fields}, run_id or new_run_id(), timeout, labels, True
         )
         for attempt in range(self.reconnect_attempts + 1):
             try:
@@ -205,7 +205,7 @@ class WorkflowClient:
         """A handle whose first ``events()`` call starts the run and streams it in the same
         call (one round trip, no event can be missed). Input as for :meth:`run`."""
         req = self._request(
-            workflow, {**(input or {}), **fields}, run_id or uuid.uuid4().hex, timeout, labels
+            workflow, {**(input or {}), **fields}, run_id or new_run_id(), timeout, labels
         )
         return RunHandle(self, req.run_id, start=req)
 
