@@ -11,6 +11,11 @@ process (this script with ``--client``) run on loopback:
 
 The table gives the median of the repeats and sqlite as a share of memory (target: 70%):
 the median of each repeat's ratio, the two stores of a repeat being measured back to back.
+
+A second table measures the SQLite write path alone, in this process: the store's batch
+writer applying batches of 16 runs (a run row, 4 events, the final update) to a file that
+grows to ``--write-runs`` runs, with random ids (uuid4, as a client may choose) against the
+time-ordered UUIDv7 ids the server and clients make: microseconds per run as the file grows.
 """
 
 from __future__ import annotations
@@ -133,11 +138,65 @@ def _measure(store: str, case: str) -> tuple[float, str]:
         proc.wait(timeout=30)
 
 
+WRITE_BATCH = 16
+
+
+def _write_path(total: int, ordered: bool) -> list[float]:
+    """Microseconds per run of SQLite writes, for each quarter of ``total`` runs."""
+    import uuid
+    from pathlib import Path
+
+    sys.path.insert(0, ROOT)
+    from engine.ids import new_run_id
+    from service._pb import workflow_pb2 as pb
+    from service.store import sqlite as store
+
+    run = pb.Run(run_id=new_run_id(), workflow="echo", status=pb.RUN_STATUS_SUCCEEDED)
+    run.input.update({"message": "hello"})
+    event = pb.WorkflowEvent(run_id=run.run_id, sequence=2, kind=pb.EVENT_KIND_STEP_STARTED)
+    event.data.update({"attempt": 1, "invocation": 1})
+    run_blob, event_blob = run.SerializeToString(), event.SerializeToString()
+    quarters: list[float] = []
+    spent, ordinal = 0.0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = store.open_database(Path(tmp) / "runs.db")
+        while ordinal < total:
+            batch: list[tuple[object, ...]] = []
+            for _ in range(WRITE_BATCH):
+                ordinal += 1
+                run_id = new_run_id() if ordered else uuid.uuid4().hex
+                now = time.time_ns()
+                batch.append(("insert", run_id, ordinal, "echo", 1, "fp", now, "{}", run_blob))
+                for seq in range(1, 5):
+                    batch.append(("event", run_id, ordinal, seq, 0, 0, event_blob, seq == 4))
+                batch.append(("update", run_id, 4, now, run_blob))
+            began = time.perf_counter()
+            store._apply(conn, batch, {}, [])
+            spent += time.perf_counter() - began
+            if ordinal % (total // 4) < WRITE_BATCH:
+                quarters.append(spent / (total // 4) * 1e6)
+                spent = 0.0
+        conn.close()
+    return quarters
+
+
+def _print_write_path(total: int) -> None:
+    random_ids = _write_path(total, ordered=False)
+    ordered_ids = _write_path(total, ordered=True)
+    print(f"\nSQLite writes, batches of {WRITE_BATCH} runs: microseconds per run as the file grows")
+    print(f"{'runs in the file':<18}{'uuid4 ids':>12}{'UUIDv7 ids':>12}  UUIDv7/uuid4")
+    for i, (r, o) in enumerate(zip(random_ids, ordered_ids, strict=True)):
+        print(f"{(i + 1) * total // 4:<18,}{r:>12.1f}{o:>12.1f}  {o / r:.0%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--client", choices=["run_workflow", "stream"])
     parser.add_argument("--port", type=int)
+    parser.add_argument(
+        "--write-runs", type=int, default=200_000, help="runs the write-path file grows to"
+    )
     args = parser.parse_args()
     if args.client:
         sys.path.insert(0, ROOT)
@@ -181,6 +240,7 @@ def main() -> None:
             spread = f"{min(values):,.0f}-{max(values):,.0f}"
             print(f"{case:<14}{store:<8}{median:>12,.0f}  {unit:<9}{spread:>24}  {ratio}")
     print("target: sqlite keeps at least 70% of memory's throughput in both cases")
+    _print_write_path(args.write_runs)
 
 
 if __name__ == "__main__":
