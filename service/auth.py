@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, NoReturn
 import grpc
 
 from . import logs
-from .errors import PermissionDeniedError, ServiceError, UnauthenticatedError, grpc_errors
+from .errors import GrpcErrors, PermissionDeniedError, ServiceError, UnauthenticatedError
 from .interceptors import Behavior, Handler, HandlerWrapper
 from .security import SecuritySetupError
 
@@ -424,6 +424,6 @@ def _bearer(metadata: Any) -> str | None:
 
 async def _refuse(context: grpc.aio.ServicerContext[Any, Any], error: ServiceError) -> NoReturn:
     """Answer with ``error``'s status, through the same error map as every handler."""
-    async with grpc_errors(context):
+    async with GrpcErrors(context):
         raise error
-    raise AssertionError("grpc_errors always aborts")
+    raise AssertionError("GrpcErrors always aborts")

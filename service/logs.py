@@ -20,10 +20,15 @@ _FIELDS = "wf_fields"  # the LogRecord attribute that carries an event's fields
 
 
 def event(
-    logger: logging.Logger, level: int, name: str, *, exc_info: bool = False, **fields: Any
+    logger: logging.Logger,
+    level: int,
+    name: str,
+    *,
+    exc_info: bool | BaseException = False,
+    **fields: Any,
 ) -> None:
     """Log the event ``name`` with ``fields``; fields that are None are left out.
-    ``exc_info``: add the exception being handled."""
+    ``exc_info``: add this exception, or (True) the one being handled."""
     if logger.isEnabledFor(level):
         logger.log(level, name, exc_info=exc_info, extra={_FIELDS: fields})
 

@@ -11,7 +11,7 @@ from . import convert
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import Scope, allowed_workflows, authorize
-from .errors import InvalidArgumentError, grpc_errors
+from .errors import GrpcErrors, InvalidArgumentError
 from .logs import caller_trace_id
 from .runs import RunManager
 
@@ -42,7 +42,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def RunWorkflow(
         self, request: pb.RunWorkflowRequest, context: Ctx
     ) -> pb.RunWorkflowResponse:
-        async with grpc_errors(context):
+        async with GrpcErrors(context):
             authorize(Scope.RUN, request.workflow)
             trace_id = caller_trace_id(context.invocation_metadata())
             run = await self.manager.start(request, trace_id)
@@ -55,7 +55,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def StreamEvents(
         self, request: pb.StreamEventsRequest, context: Ctx
     ) -> AsyncIterator[pb.WorkflowEvent]:
-        async with grpc_errors(context):
+        async with GrpcErrors(context):
             if request.after_sequence < 0:
                 raise InvalidArgumentError("after_sequence", "must not be negative")
             target = request.WhichOneof("target")
@@ -77,18 +77,18 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                     yield event
 
     async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.GetRunResponse:
-        async with grpc_errors(context):
+        async with GrpcErrors(context):
             run = await self.manager.get(request.run_id)
             authorize(Scope.READ, run.workflow)
             return pb.GetRunResponse(run=run)
 
     async def CancelRun(self, request: pb.CancelRunRequest, context: Ctx) -> pb.CancelRunResponse:
-        async with grpc_errors(context):
+        async with GrpcErrors(context):
             await self._authorize_run(Scope.CONTROL, request.run_id)
             return pb.CancelRunResponse(run=await self.manager.cancel(request.run_id))
 
     async def SendEvent(self, request: pb.SendEventRequest, context: Ctx) -> pb.SendEventResponse:
-        async with grpc_errors(context):
+        async with GrpcErrors(context):
             await self._authorize_run(Scope.CONTROL, request.run_id)
             if not request.type:
                 raise InvalidArgumentError("type", "the event's class name is required")
@@ -108,7 +108,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         )
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:
-        async with grpc_errors(context):
+        async with GrpcErrors(context):
             if request.workflow:
                 authorize(Scope.READ, request.workflow)
             return await self.manager.list_runs(request, allowed_workflows())

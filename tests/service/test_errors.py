@@ -225,3 +225,21 @@ def test_huge_bad_input_keeps_the_trailer_small() -> None:
     message, status = rich_status(grpc.StatusCode.INVALID_ARGUMENT, error)
     assert len(status.SerializeToString()) < 6000
     assert len(message) <= 1024
+
+
+async def test_a_handler_failing_unexpectedly_is_internal_and_logged(
+    served: Served, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(run_id: str) -> Any:
+        raise KeyError("secret")
+
+    monkeypatch.setattr(served.server.manager, "get", broken)
+    with caplog.at_level("ERROR", logger="service"):
+        code, d = await failure(served.stub.GetRun(pb.GetRunRequest(run_id="any")))
+    assert code == grpc.StatusCode.INTERNAL
+    assert "secret" not in str(d)
+    [record] = [r for r in caplog.records if r.getMessage() == "handler_failed"]
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+    # The server goes on answering.
+    run = (await served.stub.RunWorkflow(req("echo", _wait=True, message="hi"))).run
+    assert run.status == pb.RUN_STATUS_SUCCEEDED
