@@ -11,6 +11,10 @@ from .concurrency import CONCURRENCY_KEY_LABEL, Overflow
 # HTTP/2 streams one connection may have open at once: room for 10,000 subscribers on one
 # connection (the server's default; --max-streams-per-connection).
 MAX_STREAMS_PER_CONNECTION = 20_000
+# Seconds between keepalive pings, and how long an answer may take before the connection
+# and its calls are dropped: a dead client on an idle stream is noticed within 40 s.
+KEEPALIVE_TIME = 30.0
+KEEPALIVE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +29,8 @@ class Config:
     key_overflow: Overflow = Overflow.QUEUE
     max_result_bytes: int = 4 * 1024 * 1024
     max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
-    keepalive_time: float = 30.0
-    keepalive_timeout: float = 10.0
+    keepalive_time: float = KEEPALIVE_TIME
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
     default_timeout: float | None = None
     retention: float | None = 7 * 86400.0
     max_ended_runs: int | None = 100_000

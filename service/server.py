@@ -22,7 +22,13 @@ from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor, TokenRegistry, load_tokens
 from .concurrency import Overflow
-from .config import MAX_STREAMS_PER_CONNECTION, Config, parse_args
+from .config import (
+    KEEPALIVE_TIME,
+    KEEPALIVE_TIMEOUT,
+    MAX_STREAMS_PER_CONNECTION,
+    Config,
+    parse_args,
+)
 from .interceptors import HandlerWrapper, InterceptorChain
 from .observer import ObserveRun, combine
 from .registry import RegistryError, load_workflows
@@ -51,12 +57,13 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
     # past it are refused (RST_STREAM REFUSED_STREAM: UNAVAILABLE).
     ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
     # Notice dead peers on long, idle streams (--keepalive-time/--keepalive-timeout): ping
-    # every 30 s, drop the connection and its calls when an answer takes over 10 s.
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
+    # every KEEPALIVE_TIME, drop the connection and its calls when an answer takes longer
+    # than KEEPALIVE_TIMEOUT.
+    ("grpc.keepalive_time_ms", round(KEEPALIVE_TIME * 1000)),
+    ("grpc.keepalive_timeout_ms", round(KEEPALIVE_TIMEOUT * 1000)),
     # A keepalive ping due while another ping (e.g. a flow-control probe) is unanswered
     # waits on that one, whose own timeout is this (1 min by default): keep them equal.
-    ("grpc.http2.ping_timeout_ms", 10_000),
+    ("grpc.http2.ping_timeout_ms", round(KEEPALIVE_TIMEOUT * 1000)),
     ("grpc.keepalive_permit_without_calls", 1),
     # Clients may ping this often without data before being sent GOAWAY (too_many_pings).
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -73,8 +80,8 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 
 def server_options(
     max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION,
-    keepalive_time: float = 30.0,
-    keepalive_timeout: float = 10.0,
+    keepalive_time: float = KEEPALIVE_TIME,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT,
 ) -> list[tuple[str, int]]:
     """SERVER_OPTIONS with the configurable limits applied."""
     chosen = {
@@ -105,8 +112,8 @@ class WorkflowServer:
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
         max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION,
-        keepalive_time: float = 30.0,
-        keepalive_timeout: float = 10.0,
+        keepalive_time: float = KEEPALIVE_TIME,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         tokens: TokenRegistry | None = None,
         tls: grpc.ServerCredentials | None = None,
         metrics: bool = False,
