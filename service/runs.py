@@ -1,4 +1,4 @@
-"""The run manager: starts runs on the engine, records what they do, and controls them."""
+"""The run manager: starts runs on the engine, and reads and controls them."""
 
 from __future__ import annotations
 
@@ -12,26 +12,20 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from google.protobuf.message import Message
-from pydantic_core import to_json
 
 from engine import (
-    CheckpointError,
     Context,
-    Event,
     EventValidationError,
-    InputRequiredEvent,
-    RunListener,
     RunStatus,
     StartEvent,
-    StopEvent,
     Workflow,
-    WorkflowHandler,
 )
 from engine.events import build_event
 from engine.ids import new_run_id
 
 from . import convert, logs
 from ._pb import workflow_pb2 as pb
+from .active_run import ActiveRun
 from .concurrency import CONCURRENCY_KEY_LABEL, KeyLimiter, Overflow
 from .errors import (
     EventTypeUnknownError,
@@ -39,7 +33,6 @@ from .errors import (
     InvalidDataError,
     KeyBusyError,
     PayloadTooLargeError,
-    ResultTooLargeError,
     RunAlreadyExistsError,
     RunEndedError,
     RunNotFoundError,
@@ -47,7 +40,7 @@ from .errors import (
     TooManyRunsError,
     WorkflowNotFoundError,
 )
-from .observer import ObserveRun, RunObserver
+from .observer import ObserveRun
 from .store import RunQuery, Store, StoredRun
 
 log = logging.getLogger("service.runs")
@@ -55,298 +48,6 @@ log = logging.getLogger("service.runs")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-
-
-class ActiveRun(RunListener):
-    """One run in flight: hears the engine and turns what it hears into the event log."""
-
-    __slots__ = (
-        "began",
-        "checkpoint_due",
-        "detached",
-        "done",
-        "handler",
-        "input",
-        "key",
-        "manager",
-        "observer",
-        "queued",
-        "resumed",
-        "run",
-        "seen",
-        "slot",
-        "store",
-        "trace_id",
-    )
-
-    def __init__(
-        self,
-        manager: RunManager,
-        run: pb.Run,
-        input: dict[str, Any],
-        resumed: bool = False,
-        seen: set[tuple[int, int]] | None = None,
-        trace_id: str | None = None,
-    ) -> None:
-        self.manager = manager
-        self.input = input
-        self.store = manager.store
-        self.run = run
-        self.handler: WorkflowHandler | None = None
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.began = time.perf_counter()
-        self.resumed = resumed
-        # (invocation, index) of stream events already in the log before a restart: a
-        # re-run step writing them again must not repeat them to subscribers.
-        self.seen = seen or None
-        self.checkpoint_due = False
-        self.detached = False  # left to be resumed by the next server; record nothing more
-        self.key: str | None = None  # the concurrency_key whose slot it holds or waits for
-        self.slot = False  # holds one of its key's slots
-        # While it waits for a slot of its key: the events sent to it, delivered on start.
-        self.queued: list[tuple[str, dict[str, Any]]] | None = None
-        self.trace_id = trace_id  # the caller's, for log lines
-        observe = manager.observe
-        self.observer: RunObserver | None = (
-            observe(run.run_id, run.workflow, resumed) if observe is not None else None
-        )
-
-    def _emit(
-        self,
-        kind: pb.EventKind.ValueType,
-        type_name: str,
-        step: str | None,
-        data: dict[str, Any] | None = None,
-        terminal: bool = False,
-        key: tuple[int, int] = (0, 0),
-    ) -> None:
-        if self.detached:
-            return
-        run = self.run
-        run.last_sequence += 1
-        # Fields set one by one: protobuf's keyword constructor costs more per event.
-        event = pb.WorkflowEvent()
-        event.run_id = run.run_id
-        event.sequence = run.last_sequence
-        event.kind = kind
-        event.type = type_name
-        if step:
-            event.step = step
-        convert.stamp(event.time)
-        if data:
-            convert.fill_struct(event.data, data)
-        if terminal:
-            self.store.update_run(run)  # the final record, with its last sequence
-        self.store.append_event(event, terminal, key)
-        if self.observer is not None:
-            self.observer.event(kind)
-
-    def run_started(self, run: WorkflowHandler, start_event: Event | None) -> None:
-        self.run.status = pb.RUN_STATUS_RUNNING
-        if self.resumed and self.run.last_sequence:
-            self.store.update_run(self.run)
-            logs.event(
-                log,
-                logging.INFO,
-                "run_resumed",
-                run_id=self.run.run_id,
-                workflow=self.run.workflow,
-                after_sequence=self.run.last_sequence,
-            )
-            return
-        convert.stamp(self.run.started_at)
-        self.store.update_run(self.run)
-        self._emit(pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, self.input)
-        logs.event(
-            log,
-            logging.INFO,
-            "run_started",
-            run_id=self.run.run_id,
-            workflow=self.run.workflow,
-            trace_id=self.trace_id,
-        )
-
-    def step_started(
-        self, run: WorkflowHandler, step: str, invocation: int, attempt: int, event: Event
-    ) -> None:
-        data = {"attempt": attempt, "invocation": invocation}
-        self._emit(pb.EVENT_KIND_STEP_STARTED, type(event).__name__, step, data)
-        if self.observer is not None:
-            self.observer.step_started(step, invocation, attempt)
-        if attempt > 1:
-            self._log_step(logging.INFO, "step_retrying", step, invocation, attempt)
-
-    def step_finished(
-        self,
-        run: WorkflowHandler,
-        step: str,
-        invocation: int,
-        attempt: int,
-        duration: float,
-        result: Event | None,
-        error: BaseException | None,
-    ) -> None:
-        data: dict[str, Any] = {
-            "attempt": attempt,
-            "invocation": invocation,
-            "duration_ms": round(duration * 1000, 3),
-        }
-        if error is not None:
-            data["error"] = f"{type(error).__name__}: {error}"
-        type_name = type(result).__name__ if result is not None else ""
-        self._emit(pb.EVENT_KIND_STEP_FINISHED, type_name, step, data)
-        if self.observer is not None:
-            self.observer.step_finished(step, invocation, attempt, duration, error)
-        if error is not None:
-            self._log_step(logging.WARNING, "step_failed", step, invocation, attempt, data["error"])
-
-    def _log_step(
-        self,
-        level: int,
-        what: str,
-        step: str,
-        invocation: int,
-        attempt: int,
-        error: str | None = None,
-    ) -> None:
-        logs.event(
-            log,
-            level,
-            what,
-            run_id=self.run.run_id,
-            workflow=self.run.workflow,
-            step=step,
-            invocation=invocation,
-            attempt=attempt,
-            error=error,
-            trace_id=self.trace_id,
-        )
-
-    def stream_event(
-        self, run: WorkflowHandler, event: Event, step: str | None, invocation: int, index: int
-    ) -> None:
-        if isinstance(event, StopEvent):
-            return  # reported as the terminal RUN_SUCCEEDED event
-        key = (invocation, index)
-        if self.seen is not None and key in self.seen:
-            return  # written before the restart by the invocation now running again
-        kind = (
-            pb.EVENT_KIND_INPUT_REQUIRED
-            if isinstance(event, InputRequiredEvent)
-            else pb.EVENT_KIND_STREAM
-        )
-        data = event.model_dump(mode="json", fallback=repr)
-        self._emit(kind, type(event).__name__, step, data, key=key)
-
-    def step_completed(self, run: WorkflowHandler, step: str, invocation: int) -> None:
-        # One checkpoint per run per loop turn, however many of its steps completed in it.
-        if self.store.durable and not self.checkpoint_due:
-            self.checkpoint_due = True
-            asyncio.get_running_loop().call_soon(self.save_checkpoint)
-
-    def save_checkpoint(self) -> None:
-        self.checkpoint_due = False
-        handler = self.handler
-        if handler is None or handler.done() or self.detached:
-            return
-        try:
-            # pydantic-core's encoder: the same JSON as json.dumps (NaN and Infinity
-            # included), non-ASCII left unescaped, in a third of the time; a checkpoint is
-            # encoded after every completed step.
-            text = to_json(handler.ctx.to_dict()).decode()
-        except (CheckpointError, TypeError, ValueError) as e:
-            logs.event(
-                log,
-                logging.ERROR,
-                "checkpoint_failed",
-                run_id=self.run.run_id,
-                workflow=self.run.workflow,
-                error=str(e),
-                trace_id=self.trace_id,
-            )
-            return
-        self.store.save_checkpoint(self.run.run_id, text)
-
-    def status_changed(self, run: WorkflowHandler, status: RunStatus) -> None:
-        if not status.is_terminal and not self.detached:
-            self.run.status = convert.STATUS_TO_PB[status]
-            self.store.update_run(self.run)
-
-    def run_finished(
-        self, run: WorkflowHandler, status: RunStatus, result: Any, error: BaseException | None
-    ) -> None:
-        if self.detached:
-            self._release(None)
-            return
-        record = self.run
-        data: dict[str, Any]
-        if error is None:
-            result = convert.jsonable(result)
-            value = convert.to_value(result)
-            if value.ByteSize() > self.manager.max_result_bytes:
-                # Larger results would make every read of the run fail at the message limit.
-                status = RunStatus.FAILED
-                error = ResultTooLargeError(value.ByteSize(), self.manager.max_result_bytes)
-            else:
-                record.result.CopyFrom(value)
-        record.status = convert.STATUS_TO_PB[status]
-        convert.stamp(record.ended_at)
-        if error is None:
-            data = {"result": result}
-            type_name = "StopEvent"
-        else:
-            step = getattr(error, "step", "") or ""
-            record.error.CopyFrom(
-                pb.RunError(type=type(error).__name__, message=str(error), step=step)
-            )
-            data = {"type": type(error).__name__, "message": str(error), "step": step}
-            type_name = type(error).__name__
-        self._emit(convert.TERMINAL_KIND[status], type_name, None, data, terminal=True)
-        self._release(status.value)
-        logs.event(
-            log,
-            logging.INFO,
-            "run_ended",
-            run_id=record.run_id,
-            workflow=record.workflow,
-            status=status.value,
-            duration_ms=round((time.perf_counter() - self.began) * 1000, 1),
-            error=str(error) if error is not None else None,
-            step=record.error.step or None,
-            trace_id=self.trace_id,
-        )
-
-    def _release(self, status: str | None) -> None:
-        # Dropped at the end: a run's engine objects form reference cycles, left to the
-        # garbage collector; its spans and metric series need not wait for it.
-        observer, self.observer = self.observer, None
-        if observer is not None:
-            observer.run_ended(status)
-        self.manager.ended(self)
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def abandon(self, reason: str) -> None:
-        """End a run that cannot be resumed as FAILED, saying why."""
-        self.end_unstarted(RunStatus.FAILED, "ServerRestartedError", reason)
-        logs.event(
-            log,
-            logging.WARNING,
-            "run_abandoned",
-            run_id=self.run.run_id,
-            workflow=self.run.workflow,
-            reason=reason,
-        )
-
-    def end_unstarted(self, status: RunStatus, error_type: str, reason: str) -> None:
-        """End a run the engine is not running (queued, or not resumable) with ``status``."""
-        record = self.run
-        record.status = convert.STATUS_TO_PB[status]
-        convert.stamp(record.ended_at)
-        record.error.CopyFrom(pb.RunError(type=error_type, message=reason))
-        data = {"type": error_type, "message": reason, "step": ""}
-        self._emit(convert.TERMINAL_KIND[status], error_type, None, data, terminal=True)
-        self._release(status.value)
 
 
 class RunManager:
