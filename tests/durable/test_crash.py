@@ -2,10 +2,8 @@
 
 import asyncio
 import itertools
-import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,8 @@ from typing import Any
 import pytest
 from workflow_client import Event, WorkflowClient
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..server_process import launch_server
+
 TICKS = 30  # 1.5 s a run: all 100 are still going when the server is killed
 Starter = Callable[[], Coroutine[Any, Any, asyncio.subprocess.Process]]
 
@@ -27,28 +26,11 @@ def free_port() -> int:
 async def launch(
     port: int, store: str, *options: str, preexec_fn: Callable[[], None] | None = None
 ) -> tuple[asyncio.subprocess.Process, asyncio.Future[bytes]]:
-    """``python -m service`` on ``port`` and ``store`` (logging at INFO), once it listens;
-    and the task that keeps reading its log so it never blocks on a full pipe."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "--port",
-        str(port),
-        "--store",
-        store,
-        *options,
-        cwd=ROOT,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "WORKFLOW_LOG_LEVEL": "INFO"},
-        preexec_fn=preexec_fn,
-    )
+    """The server on ``port`` and ``store``, once it listens; and the task that keeps
+    reading its log so it never blocks on a full pipe."""
+    proc, _ = await launch_server("--store", store, *options, port=port, preexec_fn=preexec_fn)
     assert proc.stderr is not None
-    while True:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        assert line, "the server exited before listening"
-        if b"event=listening" in line:
-            return proc, asyncio.ensure_future(proc.stderr.read())
+    return proc, asyncio.ensure_future(proc.stderr.read())
 
 
 @pytest.fixture

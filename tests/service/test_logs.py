@@ -2,10 +2,8 @@
 
 import asyncio
 import json
-import os
 import secrets
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,32 +15,15 @@ from service._pb import workflow_pb2 as pb
 from service._pb import workflow_pb2_grpc as pb_grpc
 from service.logs import caller_trace_id
 
+from ..server_process import launch_server
 from .conftest import req
 
 
 @pytest.fixture
 async def json_server(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "--port",
-        "0",
-        "--store",
-        f"sqlite:///{tmp_path}/runs.db",
-        "--log-format",
-        "json",
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "WORKFLOW_LOG_LEVEL": "INFO"},
+    proc, port = await launch_server(
+        "--store", f"sqlite:///{tmp_path}/runs.db", "--log-format", "json"
     )
-    assert proc.stderr is not None
-    port = 0
-    while not port:
-        line = await asyncio.wait_for(proc.stderr.readline(), 20)
-        assert line, "server exited before listening"
-        entry = json.loads(line)
-        if entry.get("event") == "listening":
-            port = int(entry["address"].rsplit(":", 1)[1])
     yield proc, port
     if proc.returncode is None:
         proc.kill()

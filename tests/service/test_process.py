@@ -1,8 +1,6 @@
 """The server as its users start it: a subprocess, stopped with SIGTERM while streaming."""
 
 import asyncio
-import os
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -14,6 +12,7 @@ import pytest
 from service._pb import workflow_pb2 as pb
 from service._pb import workflow_pb2_grpc as pb_grpc
 
+from ..server_process import launch_server
 from .conftest import details, req
 
 TERMINAL = {
@@ -22,8 +21,6 @@ TERMINAL = {
     pb.EVENT_KIND_RUN_CANCELLED,
     pb.EVENT_KIND_RUN_TIMED_OUT,
 }
-
-LISTENING = re.compile(rb"event=listening address=[\d.]+:(\d+)")
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -36,26 +33,7 @@ async def server_process(
     store_kind: str, tmp_path: Path
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     store = "memory" if store_kind == "memory" else f"sqlite:///{tmp_path}/runs.db"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "--port",
-        "0",
-        "--store",
-        store,
-        "--shutdown-grace",
-        "1",
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "WORKFLOW_LOG_LEVEL": "INFO"},
-    )
-    assert proc.stderr is not None
-    port = 0
-    while not port:
-        line = await asyncio.wait_for(proc.stderr.readline(), 20)
-        assert line, "server exited before listening"
-        if m := LISTENING.search(line):
-            port = int(m.group(1))
+    proc, port = await launch_server("--store", store, "--shutdown-grace", "1")
     yield proc, port
     if proc.returncode is None:
         proc.kill()
