@@ -285,7 +285,7 @@ async def serve(config: Config) -> None:
     tokens, tls = _security(config, workflows)
     provider = None
     if config.tracing:
-        from .tracing import make_provider
+        from .tracing import SPAN_EXPORT_LIMIT, export_remaining, make_provider
 
         provider = make_provider(config.otlp_endpoint)
     server = WorkflowServer(
@@ -333,8 +333,8 @@ async def serve(config: Config) -> None:
     await stop.wait()
     logs.event(log, logging.INFO, "stopping", grace_s=config.shutdown_grace)
     await server.stop()
-    if provider is not None:
-        provider.shutdown()  # export what is still buffered
+    if provider is not None and not await export_remaining(provider):
+        logs.event(log, logging.WARNING, "spans_not_exported", waited_s=SPAN_EXPORT_LIMIT)
     logs.event(log, logging.INFO, "stopped")
 
 

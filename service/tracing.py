@@ -17,8 +17,11 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import os
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,6 +53,34 @@ def make_provider(otlp_endpoint: str | None) -> SdkTracerProvider:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
     return provider
+
+
+# How long a stopping server waits for its buffered spans to be exported. A reachable
+# collector takes milliseconds; an unreachable one would hold the stop for the exporter's
+# retries (about 7 s).
+SPAN_EXPORT_LIMIT = 3.0
+
+
+async def export_remaining(provider: SdkTracerProvider, limit: float = SPAN_EXPORT_LIMIT) -> bool:
+    """Shut ``provider`` down, exporting the spans it still buffers, waiting at most
+    ``limit`` seconds; False when it was still exporting then. The export goes on in a
+    daemon thread, which does not hold up the process's exit."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def export() -> None:
+        try:
+            provider.shutdown()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=export, name="span-export", daemon=True).start()
+    try:
+        await asyncio.wait_for(done.wait(), limit)
+    except TimeoutError:
+        return False
+    return True
 
 
 class Tracing:

@@ -2,6 +2,9 @@
 
 import asyncio
 import secrets
+import signal
+import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,13 +12,16 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.trace import SpanKind, StatusCode
 
 from service._pb import workflow_pb2 as pb
+from service._pb import workflow_pb2_grpc as pb_grpc
+from service.tracing import SPAN_EXPORT_LIMIT, export_remaining
 
+from ..server_process import launch_server
 from .conftest import Served, req, serve
 from .test_metrics import until
 
@@ -195,3 +201,33 @@ async def test_tracing_and_metrics_together(store_url: str) -> None:
     finally:
         await server.stop(0)
         provider.shutdown()
+
+
+async def test_stopping_exports_the_buffered_spans() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    provider.get_tracer("test").start_span("buffered").end()
+    assert exporter.get_finished_spans() == ()  # still in the batch
+    assert await export_remaining(provider, limit=5)
+    assert [s.name for s in exporter.get_finished_spans()] == ["buffered"]
+
+
+async def test_an_unreachable_collector_holds_the_stop_no_longer_than_the_limit() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    proc, port = await launch_server(
+        "--store", "memory", "--tracing", "--otlp-endpoint", f"http://127.0.0.1:{closed}"
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        await stub.RunWorkflow(req("echo", _wait=True, message="hi"))  # spans to export
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stderr is not None
+    log = await asyncio.wait_for(proc.stderr.read(), 20)
+    assert await proc.wait() == 0
+    # The exporter alone would retry for about 7 s.
+    assert time.monotonic() - began < SPAN_EXPORT_LIMIT + 2
+    assert b"event=spans_not_exported" in log
