@@ -119,7 +119,15 @@ def open_database(path: Path) -> sqlite3.Connection:
                 "or point --store at another file"
             )
         if version < SCHEMA_VERSION:
-            _migrate(conn, version)
+            try:
+                _migrate(conn, version)
+            except sqlite3.Error as e:
+                # The migration is one transaction: closing the connection rolls it back.
+                raise StoreError(
+                    f"cannot upgrade the run store {path} from schema {version} to "
+                    f"{SCHEMA_VERSION} ({e}); the file is unchanged. Fix the cause (free disk "
+                    "space, say) and start again, or point --store at another file"
+                ) from e
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise StoreError(

@@ -256,3 +256,19 @@ async def test_a_version_1_database_is_migrated_and_its_runs_go_on(tmp_path: Pat
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+async def test_a_migration_that_fails_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE runs (run_id TEXT); PRAGMA user_version = 1;")
+    conn.close()
+    with pytest.raises(StoreError) as info:
+        open_store(f"sqlite:///{path}")
+    assert "cannot upgrade the run store" in str(info.value)
+    assert "from schema 1 to 2" in str(info.value)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"runs"}
+    conn.close()
