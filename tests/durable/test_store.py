@@ -77,14 +77,18 @@ async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
-async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
+def _refusal(path: Path, script: str) -> str:
+    """Why opening a file that ``script`` made fails."""
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 99")
+    conn.executescript(script)
     conn.close()
     with pytest.raises(StoreError) as info:
         open_store(f"sqlite:///{path}")
-    assert "newer version" in str(info.value)
+    return str(info.value)
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    assert "newer version" in _refusal(tmp_path / "runs.db", "PRAGMA user_version = 99;")
 
 
 async def test_bad_store_option_is_a_clear_error() -> None:
@@ -260,13 +264,8 @@ async def test_a_version_1_database_is_migrated_and_its_runs_go_on(tmp_path: Pat
 
 async def test_a_migration_that_fails_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
-    conn = sqlite3.connect(path)
-    conn.executescript("CREATE TABLE runs (run_id TEXT); PRAGMA user_version = 1;")
-    conn.close()
-    with pytest.raises(StoreError) as info:
-        open_store(f"sqlite:///{path}")
-    assert "cannot upgrade the run store" in str(info.value)
-    assert "from schema 1 to 2" in str(info.value)
+    why = _refusal(path, "CREATE TABLE runs (run_id TEXT); PRAGMA user_version = 1;")
+    assert "cannot upgrade the run store" in why and "from schema 1 to 2" in why
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
