@@ -270,7 +270,7 @@ class RunManager:
         active = self.active.get(run_id)
         if active is None:
             return await self.get(run_id)
-        await asyncio.shield(active.done)
+        await active.until_ended()
         await self.store.sync()  # answer only with what a crash cannot take back
         return active.run
 
@@ -296,7 +296,7 @@ class RunManager:
                 metadata={"run_id": run_id, "status": _status_name(run.status)},
             )
         active.handler.cancel_run()
-        await asyncio.shield(active.done)
+        await active.until_ended()
         await self.store.sync()
         return run
 

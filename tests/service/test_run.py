@@ -108,6 +108,9 @@ async def test_call_deadline_is_deadline_exceeded_and_the_run_goes_on(served: Se
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     run = (await served.stub.GetRun(pb.GetRunRequest(run_id="deadline-1"))).run
     assert run.status == pb.RUN_STATUS_RUNNING
+    # Another caller waiting on the same run gets its end; the one that left is forgotten.
+    again = req("sleep", _wait=True, _run_id="deadline-1", seconds=0.3)
+    assert (await served.stub.RunWorkflow(again)).run.status == pb.RUN_STATUS_SUCCEEDED
     events = await served.events("deadline-1")
     assert events[-1].kind == pb.EVENT_KIND_RUN_SUCCEEDED
 
