@@ -239,3 +239,31 @@ async def test_workflow_test_runner_collects_stream_and_result() -> None:
     assert run_result.result == "done"
     assert run_result.event_types == {"ProgressEvent": 3, "StopEvent": 1}
     assert [getattr(e, "pct", None) for e in run_result.collected] == [10, 50, 100, None]
+
+
+class SideEvent(Event):
+    pass
+
+
+class EndsBeforeItsSideStepStarts(Workflow):
+    """``begin`` starts ``side`` and ends the run in the same loop turn: ``side``'s task is
+    cancelled before it ever runs."""
+
+    side_ran = False
+
+    @step
+    async def begin(self, ctx: Context, ev: StartEvent) -> StopEvent | SideEvent:
+        ctx.send_event(SideEvent())
+        return StopEvent(result="ended")
+
+    @step
+    async def side(self, ctx: Context, ev: SideEvent) -> None:
+        EndsBeforeItsSideStepStarts.side_ran = True
+
+
+async def test_a_run_ending_before_a_launched_step_starts_still_settles() -> None:
+    handler = EndsBeforeItsSideStepStarts().run()
+    assert await asyncio.wait_for(handler, 5) == "ended"
+    assert not EndsBeforeItsSideStepStarts.side_ran
+    await asyncio.sleep(0)
+    assert other_tasks() == set()
