@@ -39,13 +39,13 @@ class ActiveRun(RunListener):
         "began",
         "checkpoint_due",
         "detached",
-        "done",
         "handler",
         "input",
         "key",
         "manager",
         "observer",
         "queued",
+        "released",
         "resumed",
         "run",
         "seen",
@@ -69,7 +69,7 @@ class ActiveRun(RunListener):
         self.store = manager.store
         self.run = run
         self.handler: WorkflowHandler | None = None
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.released = False  # ended and recorded, or left to the next server
         self.waiters: list[asyncio.Future[None]] | None = None  # see until_ended
         self.began = time.perf_counter()
         self.resumed = resumed
@@ -300,8 +300,7 @@ class ActiveRun(RunListener):
         if observer is not None:
             observer.run_ended(status)
         self.manager.ended(self)
-        if not self.done.done():
-            self.done.set_result(None)
+        self.released = True
         waiters, self.waiters = self.waiters, None
         for waiter in waiters or ():
             if not waiter.done():
@@ -310,9 +309,10 @@ class ActiveRun(RunListener):
     def until_ended(self) -> asyncio.Future[None]:
         """A future of the caller's own that completes when the run has ended: cancelling it
         (the caller went away) leaves the run and its other waiters alone. Cheaper than
-        ``asyncio.shield(done)``, which takes two loop callbacks to wake its caller."""
+        ``asyncio.shield`` of a shared future, which takes two loop callbacks to wake its
+        caller."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.done.done():
+        if self.released:
             waiter.set_result(None)
         elif self.waiters is None:
             self.waiters = [waiter]

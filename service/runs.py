@@ -469,7 +469,7 @@ class RunManager:
         self.accepting = False
         if self._pruner is not None:
             self._pruner.cancel()
-        pending = [a.done for a in self.active.values()]
+        pending = [a.until_ended() for a in self.active.values()]
         if pending:
             logs.event(log, logging.INFO, "draining", runs=len(pending), grace_s=grace)
             await asyncio.wait(pending, timeout=grace)
@@ -487,7 +487,7 @@ class RunManager:
                 active.detached = True
             active.handler.cancel_run()
         if rest:
-            await asyncio.wait([a.done for a in rest], timeout=5)
+            await asyncio.wait([a.until_ended() for a in rest], timeout=5)
         self.store.interrupt_followers(
             ShuttingDownError("the server is restarting and the run will go on after it")
         )
