@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, NoReturn
 
@@ -29,7 +29,7 @@ import grpc
 
 from . import logs
 from .errors import GrpcErrors, PermissionDeniedError, ServiceError, UnauthenticatedError
-from .interceptors import Behavior, Handler, HandlerWrapper
+from .interceptors import Behavior, Handler, HandlerWrapper, call_metadata
 from .security import SecuritySetupError
 
 log = logging.getLogger("service.auth")
@@ -74,24 +74,44 @@ class Principal:
     name: str
     scopes: frozenset[Scope]
     workflows: frozenset[str] | None = None  # None: every workflow
+    # Every scope the token allows, its own and those they include: one set lookup per check.
+    granted: frozenset[Scope] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        every = Scope.ADMIN in self.scopes
+        granted = frozenset(Scope) if every else self.scopes | {Scope.READ}
+        object.__setattr__(self, "granted", granted)
 
     def allows(self, scope: Scope) -> bool:
-        return Scope.ADMIN in self.scopes or scope in self.scopes or scope is Scope.READ
+        return scope in self.granted
+
+    def may(self, scope: Scope, workflow: str | None = None) -> bool:
+        """Whether the token has ``scope`` and may use ``workflow`` (see :meth:`check`)."""
+        return scope in self.granted and (
+            not workflow or self.workflows is None or workflow in self.workflows
+        )
 
     def check(self, scope: Scope, workflow: str | None = None) -> None:
         """Raise PermissionDeniedError unless the token has ``scope`` and may use
         ``workflow`` (None or "": no particular workflow; a missing name is the handler's
         INVALID_ARGUMENT to report)."""
-        if not self.allows(scope):
-            raise PermissionDeniedError(
+        refusal = self.refusal(scope, workflow)
+        if refusal is not None:
+            raise refusal
+
+    def refusal(self, scope: Scope, workflow: str | None = None) -> PermissionDeniedError | None:
+        """What :meth:`check` raises, or None."""
+        if scope not in self.granted:
+            return PermissionDeniedError(
                 f"token '{self.name}' lacks the '{scope}' scope this call needs "
                 f"(it has: {', '.join(sorted(self.scopes))})"
             )
         if workflow and self.workflows is not None and workflow not in self.workflows:
-            raise PermissionDeniedError(
+            return PermissionDeniedError(
                 f"token '{self.name}' may not use workflow '{workflow}' "
                 f"(it may use: {', '.join(sorted(self.workflows)) or 'none'})"
             )
+        return None
 
 
 # ---- the configured tokens -----------------------------------------------------------------
@@ -284,6 +304,8 @@ class Caller(NamedTuple):  # made on every call: a tuple is the cheapest record
         return str(self.context.peer())  # looked up only when a refusal is logged
 
 
+_new_tuple = tuple.__new__
+
 _CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
     "workflow_caller", default=None
 )
@@ -298,13 +320,14 @@ def authorize(scope: Scope, workflow: str | None = None) -> None:
     """Raise :class:`PermissionDeniedError` unless the caller may do ``scope`` on
     ``workflow`` (any workflow when None). Allows everything when auth is off."""
     caller = _CALLER.get()
-    if caller is None:
+    if caller is None or caller.principal.may(scope, workflow):
         return
-    try:
-        caller.principal.check(scope, workflow)
-    except PermissionDeniedError as e:
-        _log_rejection(caller.method, "permission_denied", caller.peer, caller.principal.name, e)
-        raise
+    refusal = caller.principal.refusal(scope, workflow)
+    if refusal is not None:
+        _log_rejection(
+            caller.method, "permission_denied", caller.peer, caller.principal.name, refusal
+        )
+        raise refusal
 
 
 def allowed_workflows() -> frozenset[str] | None:
@@ -358,7 +381,7 @@ class AuthInterceptor(HandlerWrapper):
     ) -> Caller:
         """The caller of this call; raises (and logs) when its token is missing, unknown
         or lacks ``scope``, the one the method needs."""
-        credential = _bearer(context.invocation_metadata())
+        credential = _bearer(call_metadata(context))
         principal = None
         error: ServiceError
         if credential is None:
@@ -369,12 +392,13 @@ class AuthInterceptor(HandlerWrapper):
             principal = self.tokens.authenticate(credential)
             if principal is None:
                 reason, error = "unknown_token", UnauthenticatedError(_UNKNOWN)
+            elif scope in principal.granted:
+                # The tuple itself: a NamedTuple's constructor is a Python call.
+                return _new_tuple(Caller, (principal, method, context))
             else:
-                try:
-                    principal.check(scope)
-                    return Caller(principal, method, context)
-                except PermissionDeniedError as e:
-                    reason, error = "permission_denied", e
+                refusal = principal.refusal(scope)
+                assert refusal is not None  # the scope is not granted
+                reason, error = "permission_denied", refusal
         _log_rejection(
             method, reason, str(context.peer()), principal.name if principal else None, error
         )

@@ -11,6 +11,7 @@ wrappers' own per-call work inside the handler.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -23,8 +24,25 @@ import grpc
 DEADLINE_SLACK_SECONDS = 0.1
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Metadata: TypeAlias = "Sequence[tuple[str, str | bytes]]"
 Behavior = Callable[..., Any]  # a handler function: (request or request iterator, context)
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
+
+
+# The request metadata of the call being handled, as the interceptor is given it. The
+# servicer context's invocation_metadata() converts it anew on every call, which costs
+# more than some handlers; each call runs in a task of its own, so it sees its own.
+_METADATA: contextvars.ContextVar[Metadata | None] = contextvars.ContextVar(
+    "call_metadata", default=None
+)
+
+
+def call_metadata(context: grpc.aio.ServicerContext[Any, Any]) -> Metadata:
+    """The request metadata of the call being handled."""
+    metadata = _METADATA.get()
+    if metadata is None:
+        return context.invocation_metadata() or ()  # type: ignore[return-value]
+    return metadata
 
 
 class HandlerWrapper:
@@ -51,6 +69,7 @@ class InterceptorChain(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None  # an unknown method gets UNIMPLEMENTED as usual
+        _METADATA.set(handler_call_details.invocation_metadata)
         method: str = handler_call_details.method
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:

@@ -90,8 +90,9 @@ class Metrics:
         series = self._workflows.get(workflow)
         if series is None:
             series = self._workflows[workflow] = _WorkflowSeries(self, workflow)
-        (series.resumed if resumed else series.started).inc()
-        series.in_flight.inc()
+        # Series are updated in place on the hot paths (see .series): no call per update.
+        (series.resumed if resumed else series.started).value += 1
+        series.in_flight.value += 1
         return _RunMetrics(series)
 
     # ---- RPCs -----------------------------------------------------------------------------
@@ -182,22 +183,24 @@ class _RunMetrics(RunObserver):
     def step_finished(
         self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
     ) -> None:
-        self.series.step(step).observe(duration)
+        series = self.series
+        (series.steps.get(step) or series.step(step)).observe(duration)
         if error is not None:
-            self.series.failure(step).inc()
+            series.failure(step).value += 1
 
     def event(self, kind: pb.EventKind.ValueType) -> None:
-        child = self.series.events.get(kind)
-        (child or self.series.event(kind)).inc()
+        (self.series.events.get(kind) or self.series.event(kind)).value += 1
 
     def run_ended(self, status: str | None) -> None:
-        self.series.in_flight.dec()
+        series = self.series
+        series.in_flight.value -= 1
         if status is not None:
-            self.series.end(status).inc()
+            (series.ended.get(status) or series.end(status)).value += 1
 
 
 # ---- the gRPC interceptor -----------------------------------------------------------------
 
+_OK = grpc.StatusCode.OK
 _RPC_TYPES = {
     (False, False): "unary",
     (False, True): "server_stream",
@@ -209,7 +212,7 @@ _RPC_TYPES = {
 class _MethodSeries:
     """One RPC method's label children."""
 
-    __slots__ = ("handled", "labels", "metrics", "open", "seconds", "sent", "started")
+    __slots__ = ("handled", "labels", "metrics", "ok", "open", "seconds", "sent", "started")
 
     def __init__(self, metrics: Metrics, method: str, kind: str) -> None:
         service, _, name = method.lstrip("/").rpartition("/")
@@ -219,14 +222,16 @@ class _MethodSeries:
         self.seconds = metrics.rpc_seconds.labels(*self.labels)
         self.sent = metrics.rpc_msg_sent.labels(*self.labels)
         self.handled: dict[grpc.StatusCode, CounterSeries] = {}
+        self.ok = self.handled[_OK] = metrics.rpc_handled.labels(*self.labels, _OK.name)
         self.open = metrics.open_streams if method in metrics._streaming_methods else None
 
     def done(self, code: grpc.StatusCode, began: float) -> None:
-        child = self.handled.get(code)
+        # A StatusCode's hash is a Python call: the common code skips the lookup.
+        child = self.ok if code is _OK else self.handled.get(code)
         if child is None:
             child = self.metrics.rpc_handled.labels(*self.labels, code.name)
             self.handled[code] = child
-        child.inc()
+        child.value += 1
         self.seconds.observe(time.perf_counter() - began)
 
 
@@ -237,7 +242,7 @@ def _unary_response(
     series: _MethodSeries, behavior: Callable[[Any, Ctx], Awaitable[Any]]
 ) -> Callable[[Any, Ctx], Awaitable[Any]]:
     async def handle(request: Any, context: Ctx) -> Any:
-        series.started.inc()
+        series.started.value += 1
         began = time.perf_counter()
         try:
             response = await behavior(request, context)

@@ -7,7 +7,9 @@ call). With metrics and tracing both off there is no factory and runs skip every
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from typing import Any, cast
 
 from ._pb import workflow_pb2 as pb
 
@@ -63,12 +65,48 @@ class _Both(RunObserver):
         self.b.run_ended(status)
 
 
+_HOOKS = ("step_started", "step_finished", "event", "run_ended")
+
+
+_PAIRS: dict[tuple[type[RunObserver], type[RunObserver]], type[_Both]] = {}
+
+
+def _pair(first: type[RunObserver], second: type[RunObserver]) -> type[_Both]:
+    """:class:`_Both` for observers of these types, whose hooks call only the observers
+    that implement them (a run makes a few calls per event; most observers hear only some
+    of them)."""
+    overrides: dict[str, Any] = {"__slots__": ()}
+    for hook in _HOOKS:
+        default = getattr(RunObserver, hook)
+        implemented = [
+            s for s, cls in (("a", first), ("b", second)) if getattr(cls, hook) is not default
+        ]
+        if not implemented:
+            overrides[hook] = default
+        elif len(implemented) == 1:
+            overrides[hook] = _forward(implemented[0], hook)
+    name = f"_Both[{first.__name__}, {second.__name__}]"
+    made = _PAIRS[first, second] = cast("type[_Both]", type(name, (_Both,), overrides))
+    return made
+
+
+def _forward(side: str, hook: str) -> Callable[..., None]:
+    method = operator.attrgetter(f"{side}.{hook}")
+
+    def forward(self: _Both, *args: Any) -> None:
+        method(self)(*args)
+
+    return forward
+
+
 def combine(a: ObserveRun | None, b: ObserveRun | None) -> ObserveRun | None:
     """One factory for both, or the one that is set, or None."""
     if a is None or b is None:
         return a or b
 
     def both(run_id: str, workflow: str, resumed: bool) -> RunObserver:
-        return _Both(a(run_id, workflow, resumed), b(run_id, workflow, resumed))
+        first, second = a(run_id, workflow, resumed), b(run_id, workflow, resumed)
+        kinds = (type(first), type(second))
+        return (_PAIRS.get(kinds) or _pair(*kinds))(first, second)
 
     return both

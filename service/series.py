@@ -3,9 +3,10 @@
 prometheus_client's own metrics take a lock on every update: about 0.5 µs per counter
 increment and 1 µs per histogram observation on a 2-core machine, and a RunWorkflow call
 with metrics on makes some fifteen updates. The series here are plain attributes updated in
-place. That is safe because each series is only ever updated from one thread (the event
-loop's; the SQLite store's append latency from its writer thread) and the GIL makes each
-read and write of a value whole; a scrape, on the HTTP server's thread, may see a
+place (on the hot paths ``series.value += 1`` itself, without a method call). That is safe
+because each series is only ever updated from one thread (the event loop's; the SQLite
+store's append latency from its writer thread) and the GIL makes each read and write of a
+value whole; a scrape, on the HTTP server's thread, may see a
 histogram's sum one observation behind its buckets, never a torn number.
 
 Exposition is prometheus_client's: :class:`SeriesRegistry` is a collector of metric

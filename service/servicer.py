@@ -12,6 +12,7 @@ from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import Scope, allowed_workflows, authorize
 from .errors import GrpcErrors, InvalidArgumentError
+from .interceptors import call_metadata
 from .logs import caller_trace_id
 from .runs import RunManager
 
@@ -44,7 +45,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     ) -> pb.RunWorkflowResponse:
         async with GrpcErrors(context):
             authorize(Scope.RUN, request.workflow)
-            trace_id = caller_trace_id(context.invocation_metadata())
+            trace_id = caller_trace_id(call_metadata(context))
             run = await self.manager.start(request, trace_id)
             if request.wait:
                 run = await self.manager.wait(run.run_id)  # durable once it answers
@@ -66,7 +67,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                 )
             if target == "start":
                 authorize(Scope.RUN, request.start.workflow)
-                trace_id = caller_trace_id(context.invocation_metadata())
+                trace_id = caller_trace_id(call_metadata(context))
                 run_id = (await self.manager.start(request.start, trace_id)).run_id
             else:
                 run_id = request.run_id

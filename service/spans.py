@@ -22,11 +22,12 @@ Spans are made and ended on the event loop's thread; they take no locks.
 from __future__ import annotations
 
 import logging
+import random
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -40,6 +41,7 @@ from opentelemetry.sdk.trace import (
 )
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -53,7 +55,8 @@ MAX_ATTRIBUTES = 128
 MAX_EVENTS = 128
 # W3C trace context level 2: set on traces whose id is random (SDKs that know of it).
 _RANDOM_TRACE_ID = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
-_SAMPLED_AND_RANDOM = TraceFlags.SAMPLED | _RANDOM_TRACE_ID
+_SAMPLED = int(TraceFlags.SAMPLED)
+_SAMPLED_AND_RANDOM = _SAMPLED | _RANDOM_TRACE_ID
 _FLAGS = [TraceFlags(i) for i in range(_SAMPLED_AND_RANDOM + 1)]  # made once, not per span
 _DEFAULT_SAMPLER = ParentBased(ALWAYS_ON).get_description()  # type: ignore[no-untyped-call]
 _PRIMITIVES = (str, bool, int, float)
@@ -63,7 +66,16 @@ _MAX_SPAN_ID = 2**64 - 1
 _MAX_TRACE_ID = 2**128 - 1
 _NO_PARENT = INVALID_SPAN_CONTEXT
 _now = time.time_ns
+_getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator draws from
 _INTERNAL = SpanKind.INTERNAL
+_new_tuple = tuple.__new__
+# A SpanContext is a tuple: (trace_id, span_id, is_remote, trace_flags, trace_state,
+# is_valid). Its fields are read by index on the hot paths: each named field is a property.
+_TRACE_ID: Final = 0
+_IS_REMOTE: Final = 2
+_TRACE_FLAGS: Final = 3
+_TRACE_STATE: Final = 4
+_IS_VALID: Final = 5
 
 
 # The API's context functions without their indirections, when the runtime context is the
@@ -94,16 +106,14 @@ def detach(token: object) -> None:
 def with_span(span: trace.Span, context: Context | None = None) -> Context:
     """``context`` (the current one when None) with ``span`` as its current span: the
     API's ``set_span_in_context``."""
-    values = (current_context() if context is None else context).copy()
-    values[_SPAN_KEY] = span
-    return Context(values)
+    return Context({**(current_context() if context is None else context), _SPAN_KEY: span})
 
 
 def _span_context(trace_id: int, span_id: int, flags: TraceFlags, state: Any) -> SpanContext:
     """A local ``SpanContext``: the tuple the API's constructor builds, made directly
     (the constructor's defaulting of each argument costs a call and more)."""
     valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
-    return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, valid))
+    return _new_tuple(SpanContext, (trace_id, span_id, False, flags, state, valid))
 
 
 def service_tracer(provider: trace.TracerProvider, name: str) -> trace.Tracer:
@@ -133,6 +143,9 @@ class LeanTracer(trace.Tracer):
         self._scope = InstrumentationScope(name)
         is_random = getattr(self._ids, "is_trace_id_random", None)
         self._root_random = _RANDOM_TRACE_ID if is_random is not None and is_random() else 0
+        # The SDK's default generator: ids drawn here, without its method calls. Its ids
+        # are never 0, so the span contexts made from them are valid.
+        self._random_ids = type(self._ids) is RandomIdGenerator
         # The SDK's default sampler decides from the parent alone: decided here, unasked.
         description = self._sampler.get_description()
         self._default_sampler = description == _DEFAULT_SAMPLER
@@ -151,22 +164,23 @@ class LeanTracer(trace.Tracer):
         found = (current_context() if context is None else context).get(_SPAN_KEY)
         if found is None:  # a root span
             parent, valid = _NO_PARENT, False
+        elif type(found) is LeanSpan:
+            parent = found._context  # type: ignore[assignment]
+            valid = parent[_IS_VALID]
         else:
-            if type(found) is LeanSpan or isinstance(found, trace.Span):
-                parent = found.get_span_context()
-            else:
-                parent = _NO_PARENT  # not a span: what the API reads as none
+            # Not a span: what the API reads as none.
+            parent = found.get_span_context() if isinstance(found, trace.Span) else _NO_PARENT
             valid = parent.is_valid
         state = DEFAULT_TRACE_STATE
         kept = attributes  # copied: the span adds to its own
-        if valid and (self._default_sampler or not parent.is_remote):
+        if valid and (self._default_sampler or not parent[_IS_REMOTE]):
             # The parent's decision stands (ParentBased: a local parent's always does).
-            trace_id, state = parent.trace_id, parent.trace_state
-            bits = parent.trace_flags & _SAMPLED_AND_RANDOM
-            recording = bits & TraceFlags.SAMPLED
+            trace_id, state = parent[_TRACE_ID], parent[_TRACE_STATE]
+            bits = parent[_TRACE_FLAGS] & _SAMPLED_AND_RANDOM
+            recording = bits & _SAMPLED
         elif self._default_sampler:  # a root span, sampled
-            trace_id = self._trace_id()
-            bits = TraceFlags.SAMPLED | self._root_random
+            trace_id = (self._random_ids and _getrandbits(128)) or self._trace_id()
+            bits = _SAMPLED | self._root_random
             recording = True
         else:
             if valid:
@@ -177,11 +191,16 @@ class LeanTracer(trace.Tracer):
                 context, trace_id, name, kind, attributes, links or ()
             )
             sampled = result.decision is Decision.RECORD_AND_SAMPLE
-            bits = (TraceFlags.SAMPLED if sampled else 0) | random
+            bits = (_SAMPLED if sampled else 0) | random
             state = result.trace_state or DEFAULT_TRACE_STATE
             kept = result.attributes  # the sampler's say on them
             recording = result.decision is not Decision.DROP
-        span_context = _span_context(trace_id, self._span_id(), _FLAGS[bits], state)
+        if self._random_ids:
+            span_id = _getrandbits(64) or self._span_id()
+            values = (trace_id, span_id, False, _FLAGS[bits], state, True)
+            span_context: SpanContext = _new_tuple(SpanContext, values)
+        else:
+            span_context = _span_context(trace_id, self._span_id(), _FLAGS[bits], state)
         if not recording:
             return trace.NonRecordingSpan(span_context)
         span = LeanSpan(
@@ -203,22 +222,35 @@ class LeanTracer(trace.Tracer):
     def start_child(
         self,
         name: str,
-        parent: trace.Span,
-        context: Context,
+        parent: object,
+        context: Context | None,
         attributes: dict[str, AttributeValue],
     ) -> trace.Span:
-        """``start_span(name, context, attributes=attributes)`` where ``context``'s span is
-        ``parent``. A child of one of this tracer's sampled spans takes the parent's trace
-        id, flags and state without a context lookup; any other parent goes the long way."""
+        """``start_span(name, context, attributes=attributes)`` where ``parent`` is
+        ``context``'s span (None: the current context, whose span ``parent`` may be, or
+        need not be when it is one of this tracer's spans). A child of one of this tracer's
+        sampled spans takes the parent's trace id, flags and state without a context lookup,
+        and ``attributes`` as they are; any other parent goes the long way."""
         if type(parent) is LeanSpan:
             up: SpanContext = parent._context  # type: ignore[assignment]
-            flags = up.trace_flags
-            if flags & TraceFlags.SAMPLED:
-                span_context = _span_context(up.trace_id, self._span_id(), flags, up.trace_state)
+            flags = up[_TRACE_FLAGS]
+            if flags & _SAMPLED:
+                if self._random_ids:
+                    span_id = _getrandbits(64) or self._span_id()
+                    values = (up[_TRACE_ID], span_id, False, flags, up[_TRACE_STATE], True)
+                    span_context: SpanContext = _new_tuple(SpanContext, values)
+                else:
+                    span_context = _span_context(
+                        up[_TRACE_ID], self._span_id(), flags, up[_TRACE_STATE]
+                    )
                 span = LeanSpan(name, span_context, up, _INTERNAL, attributes, None, self, _now())
                 if self._fanout is None or self._fanout._span_processors:
-                    self._on_start(span, parent_context=context)  # type: ignore[arg-type]
+                    # Processors are told the parent's context, made only for them.
+                    told = with_span(parent) if context is None else context
+                    self._on_start(span, parent_context=told)  # type: ignore[arg-type]
                 return span
+        if context is None and isinstance(parent, trace.Span):
+            context = with_span(parent)
         return self.start_span(name, context, attributes=attributes)
 
     @contextmanager

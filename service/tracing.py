@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import os
 import threading
@@ -28,13 +29,23 @@ from typing import Any
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation import _SPAN_KEY
 
-from .interceptors import Behavior, Handler, HandlerWrapper, call_code
-from .observer import RunObserver
-from .spans import LeanTracer, attach, detach, service_tracer, with_span
+from .interceptors import Behavior, Handler, HandlerWrapper, call_code, call_metadata
+from .observer import ObserveRun, RunObserver
+from .spans import (
+    LeanSpan,
+    LeanTracer,
+    attach,
+    current_context,
+    detach,
+    service_tracer,
+    with_span,
+)
 
 _FAILED = frozenset({"FAILED", "TIMED_OUT"})
 
@@ -88,31 +99,43 @@ class Tracing:
         self.provider = provider
         self.tracer = service_tracer(provider, "workflow-service")
         self._prefix = f"/{service}/"
+        # The observer of each run: _RunSpans(tracer, names, run_id, workflow, resumed).
+        self.observe: ObserveRun = functools.partial(_RunSpans, self.tracer, {})
 
     def interceptor(self) -> HandlerWrapper:
         """Spans for the workflow service's RPCs (health checks and reflection are left
         out: they are noise)."""
         return _RpcSpans(self.tracer, self._prefix)
 
-    def observe(self, run_id: str, workflow: str, resumed: bool) -> RunObserver:
-        return _RunSpans(self.tracer, run_id, workflow, resumed)
+
+# The code below runs for every traced call, run and step; it spends no function call it
+# can do without (each costs more than most of the work around it).
+
+_Names = dict[str, tuple[str, dict[str, str]]]  # workflow -> its run span's name, its steps'
 
 
 class _RunSpans(RunObserver):
-    __slots__ = ("context", "span", "steps", "tracer")
+    __slots__ = ("span", "step_names", "steps", "tracer")
 
-    def __init__(self, tracer: trace.Tracer, run_id: str, workflow: str, resumed: bool) -> None:
+    def __init__(
+        self, tracer: trace.Tracer, names: _Names, run_id: str, workflow: str, resumed: bool
+    ) -> None:
         self.tracer = tracer
+        known = names.get(workflow)
+        if known is None:
+            known = names[workflow] = (f"workflow.run {workflow}", {})
+        name, self.step_names = known
         attributes: dict[str, Any] = {"workflow.run_id": run_id, "workflow.name": workflow}
         if resumed:
             attributes["workflow.resumed"] = True
-        self.span = tracer.start_span(
-            f"workflow.run {workflow}",
-            # Started inside the RPC's span (its parent); a resumed run has none.
-            context=otel_context.Context() if resumed else None,
-            attributes=attributes,
-        )
-        self.context = with_span(self.span)
+        # Started inside the RPC's span (its parent); a resumed run has none.
+        if resumed:
+            self.span = tracer.start_span(name, otel_context.Context(), attributes=attributes)
+        elif type(tracer) is LeanTracer:
+            parent = current_context().get(_SPAN_KEY)
+            self.span = tracer.start_child(name, parent, None, attributes)
+        else:
+            self.span = tracer.start_span(name, attributes=attributes)
         self.steps: dict[int, tuple[trace.Span, object]] = {}  # invocation -> span, token
 
     def step_started(self, step: str, invocation: int, attempt: int) -> None:
@@ -121,14 +144,17 @@ class _RunSpans(RunObserver):
             "workflow.invocation": invocation,
             "workflow.attempt": attempt,
         }
-        name = f"workflow.step {step}"
+        name = self.step_names.get(step)
+        if name is None:
+            name = self.step_names[step] = f"workflow.step {step}"
+        # Called in the step's own task, whose context is the one the run started in (as
+        # the tasks of a run copy it): the step's span is made current for its code only.
         tracer = self.tracer
         if type(tracer) is LeanTracer:
-            span = tracer.start_child(name, self.span, self.context, attributes)
+            span = tracer.start_child(name, self.span, None, attributes)
         else:
-            span = tracer.start_span(name, context=self.context, attributes=attributes)
-        # Called in the step's own task: the span is current for its code only.
-        token = attach(with_span(span, self.context))
+            span = tracer.start_span(name, with_span(self.span), attributes=attributes)
+        token = attach(Context({**current_context(), _SPAN_KEY: span}))
         self.steps[invocation] = (span, token)
 
     def step_finished(
@@ -146,12 +172,17 @@ class _RunSpans(RunObserver):
 
     def run_ended(self, status: str | None) -> None:
         # Attempts the run's end interrupted (cancelled, timed out) report no finish.
-        for span, _ in self.steps.values():
-            span.set_attribute("workflow.interrupted", True)
-            span.end()
-        self.steps.clear()
+        if self.steps:
+            for span, _ in self.steps.values():
+                span.set_attribute("workflow.interrupted", True)
+                span.end()
+            self.steps.clear()
         span = self.span
-        span.set_attribute("workflow.status", status or "INTERRUPTED")
+        if type(span) is LeanSpan:  # (its attribute set directly: one made here is valid)
+            if span._end_time is None:
+                span._attributes["workflow.status"] = status or "INTERRUPTED"  # type: ignore[index]
+        else:
+            span.set_attribute("workflow.status", status or "INTERRUPTED")
         if status in _FAILED:
             span.set_status(trace.StatusCode.ERROR, status)
         span.end()
@@ -183,7 +214,7 @@ class _RpcSpans(HandlerWrapper):
 
         def begin(context: Ctx) -> tuple[trace.Span, object]:
             carrier = None  # the caller's trace context, when it sent one
-            for key, value in context.invocation_metadata() or ():
+            for key, value in call_metadata(context):
                 if key in fields:
                     if carrier is None:
                         carrier = {}
@@ -211,15 +242,19 @@ class _RpcSpans(HandlerWrapper):
 
         async def call(request: Any, context: Ctx) -> Any:
             span, token = begin(context)
-            error: BaseException | None = None
             try:
-                return await behavior(request, context)
+                response = await behavior(request, context)
             except BaseException as e:
-                error = e
-                raise
-            finally:
                 detach(token)
-                _end(span, context, error)
+                _end(span, context, e)
+                raise
+            detach(token)
+            if type(span) is LeanSpan and context.code() is None:  # OK: the common case
+                span._attributes["rpc.grpc.status_code"] = 0  # type: ignore[index]
+                span.end()
+            else:
+                _end(span, context, None)
+            return response
 
         return call
 

@@ -95,8 +95,9 @@ class Store(ABC):
     #: Whether runs survive a restart here (and so may be resumed rather than cancelled).
     durable: bool = False
 
-    #: Called with the seconds each append (in memory) or batch commit (on disk) took;
-    #: set by the server when metrics are on. May be called from a writer thread.
+    #: Called with the seconds each batch commit took, by stores that write to disk; set
+    #: by the server when metrics are on. May be called from a writer thread. (An append
+    #: in memory is a list append: timing it would cost more than it does.)
     observe_append: Callable[[float], None] | None = None
 
     def save_checkpoint(self, run_id: str, checkpoint: str) -> None:  # noqa: B027

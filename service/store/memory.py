@@ -60,8 +60,6 @@ class MemoryStore(Store):
     def append_event(
         self, event: pb.WorkflowEvent, terminal: bool, key: tuple[int, int] = (0, 0)
     ) -> None:
-        observe = self.observe_append
-        began = time.perf_counter() if observe is not None else 0.0
         log = self._logs[event.run_id]
         log.events.append(event)
         if terminal:
@@ -69,8 +67,6 @@ class MemoryStore(Store):
             self._ended.append((time.time_ns(), event.run_id))
         if log.waiters:
             log.wake()
-        if observe is not None:
-            observe(time.perf_counter() - began)
 
     async def prune(self, ended_before_ns: int | None, keep_ended: int | None, limit: int) -> int:
         gone = 0

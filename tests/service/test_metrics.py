@@ -97,7 +97,9 @@ async def test_unary_calls_are_counted_by_method_and_code(metered: Served) -> No
     assert got.value("workflow_step_failures_total", **steps) == 2
     assert got.value("workflow_events_total", kind="STEP_STARTED", **flaky) == 3
     assert got.value("workflow_events_total", kind="RUN_SUCCEEDED", **flaky) == 1
-    assert got.value("workflow_store_append_seconds_count") >= 1
+    # Batch commits are timed; appends to memory are not (nothing to wait for).
+    appends = got.value("workflow_store_append_seconds_count")
+    assert appends >= 1 if metered.server.manager.store.durable else appends == 0
 
 
 async def test_streams_are_counted_when_they_end_also_when_cancelled(metered: Served) -> None:
