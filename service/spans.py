@@ -230,7 +230,8 @@ class LeanTracer(trace.Tracer):
         ``context``'s span (None: the current context, whose span ``parent`` may be, or
         need not be when it is one of this tracer's spans). A child of one of this tracer's
         sampled spans takes the parent's trace id, flags and state without a context lookup,
-        and ``attributes`` as they are; any other parent goes the long way."""
+        and ``attributes`` as they are; a child of an unsampled local span is unsampled
+        too, as in :meth:`start_span`; any other parent goes the long way."""
         if type(parent) is LeanSpan:
             up: SpanContext = parent._context  # type: ignore[assignment]
             flags = up[_TRACE_FLAGS]
@@ -249,6 +250,14 @@ class LeanTracer(trace.Tracer):
                     told = with_span(parent) if context is None else context
                     self._on_start(span, parent_context=told)  # type: ignore[arg-type]
                 return span
+        elif type(parent) is trace.NonRecordingSpan:
+            up = parent._context
+            if up[_IS_VALID] and not up[_IS_REMOTE] and not up[_TRACE_FLAGS] & _SAMPLED:
+                # An unsampled local parent's decision stands: a span for propagation only.
+                span_id = self._span_id()
+                return trace.NonRecordingSpan(
+                    _span_context(up[_TRACE_ID], span_id, up[_TRACE_FLAGS], up[_TRACE_STATE])
+                )
         if context is None and isinstance(parent, trace.Span):
             context = with_span(parent)
         return self.start_span(name, context, attributes=attributes)

@@ -247,3 +247,30 @@ def test_remote_parent_keeps_the_callers_trace_and_flags() -> None:
     [done] = exporter.get_finished_spans()
     assert done.parent is not None and done.parent.span_id == span_id and done.parent.is_remote
     provider.shutdown()
+
+
+def test_children_of_an_unsampled_local_span_are_unsampled_without_asking() -> None:
+    asked: list[str] = []
+
+    class Counting(ParentBased):
+        def should_sample(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+            asked.append(str(args[2]))  # the span's name
+            return super().should_sample(*args, **kwargs)  # type: ignore[arg-type]
+
+    provider, exporter = recording_provider(Counting(ALWAYS_OFF))
+    tracer = service_tracer(provider, "t")
+    root = tracer.start_span("root")  # no parent: the sampler decides (no)
+    assert asked == ["root"] and not root.is_recording()
+    child = tracer.start_child("child", root, None, {"a": 1})  # type: ignore[attr-defined]
+    grandchild = tracer.start_child("grandchild", child, None, {})  # type: ignore[attr-defined]
+    assert asked == ["root"]
+    up = root.get_span_context()
+    for span in (child, grandchild):
+        ctx = span.get_span_context()
+        assert not span.is_recording() and ctx.is_valid and not ctx.is_remote
+        assert ctx.trace_id == up.trace_id and ctx.trace_flags == up.trace_flags
+        assert not ctx.trace_flags.sampled and ctx.span_id != up.span_id
+    for span in (grandchild, child, root):
+        span.end()
+    assert exporter.get_finished_spans() == ()
+    provider.shutdown()
