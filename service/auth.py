@@ -82,25 +82,10 @@ class Principal:
         granted = frozenset(Scope) if every else self.scopes | {Scope.READ}
         object.__setattr__(self, "granted", granted)
 
-    def allows(self, scope: Scope) -> bool:
-        return scope in self.granted
-
-    def may(self, scope: Scope, workflow: str | None = None) -> bool:
-        """Whether the token has ``scope`` and may use ``workflow`` (see :meth:`check`)."""
-        return scope in self.granted and (
-            not workflow or self.workflows is None or workflow in self.workflows
-        )
-
-    def check(self, scope: Scope, workflow: str | None = None) -> None:
-        """Raise PermissionDeniedError unless the token has ``scope`` and may use
-        ``workflow`` (None or "": no particular workflow; a missing name is the handler's
-        INVALID_ARGUMENT to report)."""
-        refusal = self.refusal(scope, workflow)
-        if refusal is not None:
-            raise refusal
-
     def refusal(self, scope: Scope, workflow: str | None = None) -> PermissionDeniedError | None:
-        """What :meth:`check` raises, or None."""
+        """Why the token may not do ``scope`` on ``workflow`` (None or "": no particular
+        workflow; a missing name is the handler's INVALID_ARGUMENT to report), or None when
+        it may."""
         if scope not in self.granted:
             return PermissionDeniedError(
                 f"token '{self.name}' lacks the '{scope}' scope this call needs "
@@ -320,7 +305,7 @@ def authorize(scope: Scope, workflow: str | None = None) -> None:
     """Raise :class:`PermissionDeniedError` unless the caller may do ``scope`` on
     ``workflow`` (any workflow when None). Allows everything when auth is off."""
     caller = _CALLER.get()
-    if caller is None or caller.principal.may(scope, workflow):
+    if caller is None:
         return
     refusal = caller.principal.refusal(scope, workflow)
     if refusal is not None:
