@@ -24,12 +24,15 @@ from . import convert, logs
 from ._pb import workflow_pb2 as pb
 from .errors import ResultTooLargeError
 from .observer import RunObserver
+from .wire import LoggedEvent, encode_event, run_id_field
 
 if TYPE_CHECKING:
     from .runs import RunManager
 
 # The run manager's logger: a run's lines read as the manager's, whichever module writes them.
 log = logging.getLogger("service.runs")
+
+_new_tuple = tuple.__new__
 
 
 class ActiveRun(RunListener):
@@ -48,6 +51,8 @@ class ActiveRun(RunListener):
         "released",
         "resumed",
         "run",
+        "run_id",
+        "run_id_field",
         "seen",
         "slot",
         "store",
@@ -68,6 +73,8 @@ class ActiveRun(RunListener):
         self.input = input
         self.store = manager.store
         self.run = run
+        self.run_id = run.run_id
+        self.run_id_field = run_id_field(run.run_id)  # the start of every event's bytes
         self.handler: WorkflowHandler | None = None
         self.released = False  # ended and recorded, or left to the next server
         self.waiters: list[asyncio.Future[None]] | None = None  # see until_ended
@@ -100,21 +107,16 @@ class ActiveRun(RunListener):
         if self.detached:
             return
         run = self.run
-        run.last_sequence += 1
-        # Fields set one by one: protobuf's keyword constructor costs more per event.
-        event = pb.WorkflowEvent()
-        event.run_id = run.run_id
-        event.sequence = run.last_sequence
-        event.kind = kind
-        event.type = type_name
-        if step:
-            event.step = step
-        convert.stamp(event.time)
-        if data:
-            convert.fill_struct(event.data, data)
+        sequence = run.last_sequence + 1
+        run.last_sequence = sequence
+        wire = encode_event(
+            self.run_id_field, sequence, kind, type_name, step, data, time.time_ns()
+        )
         if terminal:
             self.store.update_run(run)  # the final record, with its last sequence
-        self.store.append_event(event, terminal, key)
+        # The tuple itself: a NamedTuple's constructor is a Python call.
+        event = _new_tuple(LoggedEvent, (sequence, kind, wire))
+        self.store.append_event(self.run_id, event, terminal, key)
         if self.observer is not None:
             self.observer.event(kind)
 

@@ -42,6 +42,7 @@ from .errors import (
 )
 from .observer import ObserveRun
 from .store import RunQuery, Store, StoredRun
+from .wire import LoggedEvent
 
 log = logging.getLogger("service.runs")
 
@@ -360,7 +361,7 @@ class RunManager:
         token = _encode_token(cursor) if cursor is not None else ""
         return pb.ListRunsResponse(runs=runs, next_page_token=token)
 
-    async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+    async def follow(self, run_id: str, after: int) -> AsyncIterator[LoggedEvent]:
         await self.get(run_id)
         try:
             async for event in self.store.follow(run_id, after):

@@ -19,7 +19,6 @@ from engine import Workflow
 
 from . import logs
 from ._pb import workflow_pb2 as pb
-from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import AuthInterceptor, TokenRegistry, load_tokens
 from .concurrency import Overflow
 from .config import (
@@ -34,7 +33,7 @@ from .observer import ObserveRun, combine
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
 from .security import SecuritySetupError, check_exposure
-from .servicer import WorkflowServicer
+from .servicer import WorkflowServicer, add_to_server
 from .store import MemoryStore, Store, StoreError, open_store
 from .tls import server_credentials
 
@@ -169,7 +168,7 @@ class WorkflowServer:
             options=server_options(max_streams_per_connection, keepalive_time, keepalive_timeout),
             interceptors=[InterceptorChain(wrappers)] if wrappers else None,
         )
-        pb_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(self.manager), self.server)
+        add_to_server(WorkflowServicer(self.manager), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

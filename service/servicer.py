@@ -53,9 +53,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                 await self.manager.store.sync()  # the run exists once we say so, crash or not
             return pb.RunWorkflowResponse(run=run)
 
-    async def StreamEvents(
+    async def StreamEvents(  # type: ignore[override]  # sends encoded events: see add_to_server
         self, request: pb.StreamEventsRequest, context: Ctx
-    ) -> AsyncIterator[pb.WorkflowEvent]:
+    ) -> AsyncIterator[bytes]:
         async with GrpcErrors(context):
             if request.after_sequence < 0:
                 raise InvalidArgumentError("after_sequence", "must not be negative")
@@ -75,7 +75,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             kinds = frozenset(request.kinds)
             async for event in self.manager.follow(run_id, request.after_sequence):
                 if not kinds or event.kind in kinds or event.kind in convert.TERMINAL_KINDS:
-                    yield event
+                    yield event.wire
 
     async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.GetRunResponse:
         async with GrpcErrors(context):
@@ -119,3 +119,36 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         limited to some workflows)."""
         if allowed_workflows() is not None:
             authorize(scope, (await self.manager.get(run_id)).workflow)
+
+
+# The methods whose handlers return messages already serialized (bytes), sent as they are.
+_PRESERIALIZED = frozenset({"StreamEvents"})
+
+
+def add_to_server(servicer: WorkflowServicer, server: grpc.aio.Server) -> None:
+    """Register ``servicer`` as the generated ``add_WorkflowServiceServicer_to_server``
+    does, except that ``StreamEvents`` yields each event as the bytes the event log holds
+    (``service.wire``) and grpc sends them without a serializer."""
+    service = pb.DESCRIPTOR.services_by_name["WorkflowService"]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in service.methods:
+        if method.client_streaming:
+            raise NotImplementedError(f"{method.name}: client streaming is not served")
+        request = getattr(pb, method.input_type.name)
+        response = getattr(pb, method.output_type.name)
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=request.FromString,
+            response_serializer=(
+                None if method.name in _PRESERIALIZED else response.SerializeToString
+            ),
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    server.add_registered_method_handlers(service.full_name, handlers)

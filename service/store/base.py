@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from .._pb import workflow_pb2 as pb
+from ..wire import LoggedEvent
 
 
 class RunLog:
@@ -24,7 +25,7 @@ class RunLog:
     __slots__ = ("closed", "events", "waiters")
 
     def __init__(self) -> None:
-        self.events: list[pb.WorkflowEvent] = []
+        self.events: list[LoggedEvent] = []
         self.closed = False  # the terminal event is in
         self.waiters: list[asyncio.Future[None]] = []
 
@@ -87,10 +88,11 @@ class Store(ABC):
 
     @abstractmethod
     def append_event(
-        self, event: pb.WorkflowEvent, terminal: bool, key: tuple[int, int] = (0, 0)
+        self, run_id: str, event: LoggedEvent, terminal: bool, key: tuple[int, int] = (0, 0)
     ) -> None:
-        """Append the next event of its run; ``terminal`` closes the run's log. ``key`` is
-        (invocation, index) for events a step wrote, so a re-run can be recognised."""
+        """Append the next event of run ``run_id``; ``terminal`` closes the run's log.
+        ``key`` is (invocation, index) for events a step wrote, so a re-run can be
+        recognised."""
 
     #: Whether runs survive a restart here (and so may be resumed rather than cancelled).
     durable: bool = False
@@ -118,7 +120,7 @@ class Store(ABC):
         """End every ``follow`` in progress with ``error`` (the server is going away)."""
 
     @abstractmethod
-    def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+    def follow(self, run_id: str, after: int) -> AsyncIterator[LoggedEvent]:
         """Events with sequence > ``after``: history first, then live, until the log closes."""
 
     async def sync(self) -> None:  # noqa: B027 - optional: nothing to wait for in memory

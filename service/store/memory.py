@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from .._pb import workflow_pb2 as pb
+from ..wire import LoggedEvent
 from .base import RunLog, RunQuery, Store, StoredRun
 
 
@@ -58,13 +59,13 @@ class MemoryStore(Store):
             log.wake()
 
     def append_event(
-        self, event: pb.WorkflowEvent, terminal: bool, key: tuple[int, int] = (0, 0)
+        self, run_id: str, event: LoggedEvent, terminal: bool, key: tuple[int, int] = (0, 0)
     ) -> None:
-        log = self._logs[event.run_id]
+        log = self._logs[run_id]
         log.events.append(event)
         if terminal:
             log.closed = True
-            self._ended.append((time.time_ns(), event.run_id))
+            self._ended.append((time.time_ns(), run_id))
         if log.waiters:
             log.wake()
 
@@ -85,7 +86,7 @@ class MemoryStore(Store):
     async def close(self) -> None:
         pass
 
-    async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+    async def follow(self, run_id: str, after: int) -> AsyncIterator[LoggedEvent]:
         log = self._logs[run_id]
         events = log.events
         i = after  # sequence n sits at index n - 1

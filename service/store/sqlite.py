@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from .. import logs
 from .._pb import workflow_pb2 as pb
+from ..wire import LoggedEvent, read_header
 from .base import RunLog, RunQuery, Store, StoredRun, Unfinished
 
 log = logging.getLogger("service.store")
@@ -314,24 +315,15 @@ class SqliteStore(Store):
     # ---- events ---------------------------------------------------------------------------
 
     def append_event(
-        self, event: pb.WorkflowEvent, terminal: bool, key: tuple[int, int] = (0, 0)
+        self, run_id: str, event: LoggedEvent, terminal: bool, key: tuple[int, int] = (0, 0)
     ) -> None:
-        log_ = self._logs.get(event.run_id)
+        log_ = self._logs.get(run_id)
         if log_ is None:  # a resumed run: its history is in the database
-            ordinal = self._live[event.run_id].ordinal
-            log_ = self._logs[event.run_id] = _Log(ordinal, event.sequence - 1)
+            ordinal = self._live[run_id].ordinal
+            log_ = self._logs[run_id] = _Log(ordinal, event.sequence - 1)
         log_.events.append(event)
-        self._queue.put(
-            (
-                "event",
-                event.run_id,
-                log_.ordinal,
-                event.sequence,
-                *key,
-                event.SerializeToString(),
-                terminal,
-            )
-        )
+        sequence, _, wire = event
+        self._queue.put(("event", run_id, log_.ordinal, sequence, *key, wire, terminal))
 
     def save_checkpoint(self, run_id: str, checkpoint: str) -> None:
         self._queue.put(("checkpoint", run_id, checkpoint))
@@ -411,7 +403,7 @@ class SqliteStore(Store):
         for log_ in self._logs.values():
             log_.wake()
 
-    async def follow(self, run_id: str, after: int) -> AsyncIterator[pb.WorkflowEvent]:
+    async def follow(self, run_id: str, after: int) -> AsyncIterator[LoggedEvent]:
         log_: _Log | None = None
         while True:
             self._check()
@@ -422,9 +414,8 @@ class SqliteStore(Store):
             if log_ is None or after < log_.base:
                 rows = await self._read(_page_reader(run_id, after))
                 for (blob,) in rows:
-                    event = pb.WorkflowEvent.FromString(blob)
-                    after = event.sequence
-                    yield event
+                    after, kind = read_header(blob)
+                    yield LoggedEvent(after, kind, blob)
                 if rows:
                     continue
                 log_ = self._logs.get(run_id)

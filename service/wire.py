@@ -1,0 +1,239 @@
+"""Run events encoded straight into protobuf's wire format.
+
+Every event is written once and then kept, stored and sent many times over, so the event
+log holds each one as the bytes of its ``workflow.v1.WorkflowEvent``: the SQLite store
+writes them as they are, and ``StreamEvents`` sends them without serializing again.
+Building a message field by field through protobuf's Python API and serializing it costs
+about twice what writing the same bytes here does, most of it in the event's ``data``
+Struct, whose every field is a map entry holding a ``Value`` message.
+
+The field numbers below are those of ``protos/workflow/v1/workflow.proto`` and of the
+well-known types; ``tests/service/test_wire.py`` checks them against the generated
+descriptors and checks that protobuf parses what is written here back to the same message.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+_DOUBLE = struct.Struct("<d").pack
+_BYTE = tuple(bytes((i,)) for i in range(256))
+
+# Tags (field number << 3 | wire type) of WorkflowEvent.
+_RUN_ID = b"\x0a"  # 1, length-delimited
+_SEQUENCE = b"\x10"  # 2, varint
+_KIND = b"\x18"  # 3, varint
+_TYPE = b"\x22"  # 4, length-delimited
+_STEP = b"\x2a"  # 5, length-delimited
+_DATA = b"\x32"  # 6, length-delimited (Struct)
+_TIME = b"\x3a"  # 7, length-delimited (Timestamp)
+# Struct: map<string, Value> fields = 1, each entry a message {key = 1, value = 2}.
+_ENTRY = b"\x0a"
+_ENTRY_KEY = b"\x0a"
+_ENTRY_VALUE = b"\x12"
+# Value's oneof: null_value = 1 (varint), number_value = 2 (64-bit), string_value = 3,
+# bool_value = 4 (varint), struct_value = 5, list_value = 6 (ListValue: repeated Value = 1).
+_NULL = b"\x08\x00"
+_NUMBER = b"\x11"
+_STRING = b"\x1a"
+_TRUE = b"\x20\x01"
+_FALSE = b"\x20\x00"
+_STRUCT = b"\x2a"
+_LIST = b"\x32"
+_LIST_ITEM = b"\x0a"
+# Timestamp: seconds = 1, nanos = 2, both varints.
+_SECONDS = b"\x08"
+_NANOS = b"\x10"
+
+# Encoded strings that recur in every run (event types, step names, data keys), by string.
+# Bounded, so that endless distinct strings cannot grow them.
+_CACHE_LIMIT = 4096
+_TYPES: dict[str, bytes] = {}
+_STEPS: dict[str, bytes] = {}
+_NUMBER_ENTRIES: dict[str, bytes] = {}  # everything of a map entry before its double
+_KEYS: dict[str, bytes] = {}
+
+
+# The encoded seconds field of the latest timestamp: events come many to a second.
+_last_second: list[Any] = [-1, b""]
+
+
+class LoggedEvent(NamedTuple):
+    """One event of a run's log: what readers filter on, and the message's bytes."""
+
+    sequence: int
+    kind: int
+    wire: bytes  # a serialized workflow.v1.WorkflowEvent
+
+
+def varint(n: int) -> bytes:
+    """``n`` (not negative) as a protobuf varint."""
+    # Unrolled up to five bytes (any nanos, lengths, sequences): a loop costs several times more.
+    if n < 0x80:
+        return _BYTE[n]
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
+    if n < 0x10000000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21))
+    if n < 0x800000000:
+        low = n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80
+        return bytes((*low, n >> 21 & 0x7F | 0x80, n >> 28))
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _utf8(text: str) -> bytes:
+    # A lone surrogate cannot be encoded; protobuf would refuse the whole message.
+    return text.encode("utf-8", "replace")
+
+
+def _text(tag: bytes, text: str) -> bytes:
+    raw = _utf8(text)
+    return tag + varint(len(raw)) + raw
+
+
+def _cached(cache: dict[str, bytes], tag: bytes, text: str) -> bytes:
+    field = cache.get(text)
+    if field is None:
+        field = _text(tag, text)
+        if len(cache) < _CACHE_LIMIT:
+            cache[text] = field
+    return field
+
+
+def run_id_field(run_id: str) -> bytes:
+    """The encoded ``run_id`` field, which starts every event of the run."""
+    return _text(_RUN_ID, run_id) if run_id else b""
+
+
+def encode_event(
+    run_id_field: bytes,
+    sequence: int,
+    kind: int,
+    type_name: str,
+    step: str | None,
+    data: Mapping[str, Any] | None,
+    time_ns: int,
+) -> bytes:
+    """A serialized ``WorkflowEvent``; ``data`` must hold JSON-compatible values."""
+    # Small numbers and cached strings inline: this runs for every event of every run.
+    parts = [
+        run_id_field,
+        _SEQUENCE,
+        _BYTE[sequence] if sequence < 0x80 else varint(sequence),
+        _KIND,
+        _BYTE[kind] if kind < 0x80 else varint(kind),
+    ]
+    if type_name:
+        field = _TYPES.get(type_name)
+        parts.append(field if field is not None else _cached(_TYPES, _TYPE, type_name))
+    if step:
+        field = _STEPS.get(step)
+        parts.append(field if field is not None else _cached(_STEPS, _STEP, step))
+    if data:
+        body = _struct(data)
+        parts += (_DATA, varint(len(body)), body)
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    if seconds == _last_second[0]:
+        stamp = _last_second[1]
+    else:
+        stamp = _SECONDS + varint(seconds)
+        _last_second[:] = seconds, stamp
+    if nanos:
+        stamp += _NANOS + varint(nanos)
+    parts += (_TIME, _BYTE[len(stamp)], stamp)
+    return b"".join(parts)
+
+
+def _struct(data: Mapping[str, Any]) -> bytes:
+    """The body of a Struct holding ``data``."""
+    parts: list[bytes] = []
+    for key, value in data.items():
+        kind = type(value)
+        if kind is int or kind is float:  # the common case: an entry of fixed size
+            prefix = _NUMBER_ENTRIES.get(key)
+            if prefix is None:
+                prefix = _number_entry(key)
+            parts.append(prefix + _DOUBLE(value))
+        else:
+            body = _value(value)
+            entry = _cached(_KEYS, _ENTRY_KEY, key) + _ENTRY_VALUE + varint(len(body)) + body
+            parts.append(_ENTRY + varint(len(entry)) + entry)
+    return b"".join(parts)
+
+
+def _number_entry(key: str) -> bytes:
+    """A map entry holding a number, up to its 8 bytes of double."""
+    field = _text(_ENTRY_KEY, key)
+    # The entry: the key's field, then the value's tag, its length 9, the double's tag.
+    prefix = _ENTRY + varint(len(field) + 11) + field + _ENTRY_VALUE + b"\x09" + _NUMBER
+    if len(_NUMBER_ENTRIES) < _CACHE_LIMIT:
+        _NUMBER_ENTRIES[key] = prefix
+    return prefix
+
+
+def _value(value: Any) -> bytes:
+    """The body of a Value holding ``value``."""
+    if isinstance(value, str):
+        return _text(_STRING, value)
+    if isinstance(value, bool):
+        return _TRUE if value else _FALSE
+    if isinstance(value, int | float):
+        return _NUMBER + _DOUBLE(value)
+    if value is None:
+        return _NULL
+    if isinstance(value, Mapping):
+        body = _struct(value)
+        return _STRUCT + varint(len(body)) + body
+    if isinstance(value, list | tuple):
+        items: list[bytes] = []
+        for item in value:
+            encoded = _value(item)
+            items += (_LIST_ITEM, varint(len(encoded)), encoded)
+        body = b"".join(items)
+        return _LIST + varint(len(body)) + body
+    raise TypeError(f"cannot put a {type(value).__name__} in event data")
+
+
+def read_header(wire: bytes) -> tuple[int, int]:
+    """(sequence, kind) of a serialized ``WorkflowEvent``, without parsing the rest."""
+    sequence = kind = 0
+    i, end = 0, len(wire)
+    while i < end:
+        tag, i = _read_varint(wire, i)
+        number, wire_type = tag >> 3, tag & 7
+        if wire_type == 0:
+            value, i = _read_varint(wire, i)
+            if number == 2:
+                sequence = value
+            elif number == 3:
+                kind = value
+        elif wire_type == 2:
+            size, i = _read_varint(wire, i)
+            i += size
+        elif wire_type == 1:
+            i += 8
+        elif wire_type == 5:
+            i += 4
+        else:
+            raise ValueError(f"unexpected wire type {wire_type} in a stored event")
+    return sequence, kind
+
+
+def _read_varint(wire: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = wire[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7

@@ -1,0 +1,159 @@
+"""Events encoded by service.wire parse, with protobuf's own parser, to the message the
+protobuf API would build from the same values."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
+
+from service import wire
+from service._pb import workflow_pb2 as pb
+
+F = FieldDescriptor
+
+
+def _fields(descriptor: Any) -> dict[str, tuple[int, int]]:
+    return {f.name: (f.number, f.type) for f in descriptor.fields}
+
+
+def test_the_field_numbers_the_encoder_assumes_are_the_contract_s() -> None:
+    assert _fields(pb.WorkflowEvent.DESCRIPTOR) == {
+        "run_id": (1, F.TYPE_STRING),
+        "sequence": (2, F.TYPE_INT64),
+        "kind": (3, F.TYPE_ENUM),
+        "type": (4, F.TYPE_STRING),
+        "step": (5, F.TYPE_STRING),
+        "data": (6, F.TYPE_MESSAGE),
+        "time": (7, F.TYPE_MESSAGE),
+    }
+    assert pb.WorkflowEvent.DESCRIPTOR.fields_by_name["data"].message_type.full_name == (
+        "google.protobuf.Struct"
+    )
+    assert _fields(struct_pb2.Struct.DESCRIPTOR) == {"fields": (1, F.TYPE_MESSAGE)}
+    entry = struct_pb2.Struct.DESCRIPTOR.fields_by_name["fields"].message_type
+    assert _fields(entry) == {"key": (1, F.TYPE_STRING), "value": (2, F.TYPE_MESSAGE)}
+    assert _fields(struct_pb2.Value.DESCRIPTOR) == {
+        "null_value": (1, F.TYPE_ENUM),
+        "number_value": (2, F.TYPE_DOUBLE),
+        "string_value": (3, F.TYPE_STRING),
+        "bool_value": (4, F.TYPE_BOOL),
+        "struct_value": (5, F.TYPE_MESSAGE),
+        "list_value": (6, F.TYPE_MESSAGE),
+    }
+    assert _fields(struct_pb2.ListValue.DESCRIPTOR) == {"values": (1, F.TYPE_MESSAGE)}
+    assert _fields(timestamp_pb2.Timestamp.DESCRIPTOR) == {
+        "seconds": (1, F.TYPE_INT64),
+        "nanos": (2, F.TYPE_INT32),
+    }
+    assert max(pb.EventKind.values()) < 0x80
+
+
+@pytest.mark.parametrize(
+    "n",
+    [
+        0,
+        1,
+        127,
+        128,
+        300,
+        16383,
+        16384,
+        2**21 - 1,
+        2**21,
+        2**28 - 1,
+        2**28,
+        2**35 - 1,
+        2**35,
+        2**62,
+    ],
+)
+def test_varints_are_protobuf_s(n: int) -> None:
+    # proto3 leaves a zero out of the message; a field's value is parsed all the same.
+    assert pb.WorkflowEvent.FromString(b"\x10" + wire.varint(n)).sequence == n
+    if n:
+        assert b"\x10" + wire.varint(n) == pb.WorkflowEvent(sequence=n).SerializeToString()
+
+
+def _expected(
+    run_id: str,
+    sequence: int,
+    kind: int,
+    type_name: str,
+    step: str | None,
+    data: dict[str, Any] | None,
+    time_ns: int,
+) -> pb.WorkflowEvent:
+    event = pb.WorkflowEvent(run_id=run_id, sequence=sequence, kind=kind, type=type_name)
+    if step:
+        event.step = step
+    if data:
+        event.data.update(data)
+    event.time.seconds, event.time.nanos = divmod(time_ns, 1_000_000_000)
+    return event
+
+
+def _text(rng: random.Random) -> str:
+    alphabet = ["a", "Z", "0", " ", "é", "ß", "中", "😀", "\n", '"', "\x00"]
+    # Long enough, at times, that lengths need two bytes.
+    size = rng.choice([0, 1, 5, 60, 130, 300])
+    return "".join(rng.choice(alphabet) for _ in range(size))
+
+
+def _json(rng: random.Random, depth: int = 0) -> Any:
+    choice = rng.randrange(9 if depth < 3 else 6)
+    if choice == 0:
+        return rng.choice([0, 1, -1, 57, 2**31, -(2**53), 2**53])
+    if choice == 1:
+        return rng.choice([0.0, -0.0, 0.5, -1e-300, 1e300, 3.141592653589793])
+    if choice == 2:
+        return _text(rng)
+    if choice == 3:
+        return rng.random() < 0.5
+    if choice == 4:
+        return None
+    if choice == 5:
+        return rng.randrange(-(10**6), 10**6)
+    if choice in (6, 7):
+        return {_text(rng) or "k": _json(rng, depth + 1) for _ in range(rng.randrange(4))}
+    return [_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+
+
+def test_random_events_parse_to_what_the_protobuf_api_builds() -> None:
+    rng = random.Random(20261125)
+    kinds = list(pb.EventKind.values())
+    for _ in range(2000):
+        run_id = rng.choice(["", "0195f3c2a9b87c6d8e9f0a1b2c3d4e5f", _text(rng)])
+        sequence = rng.choice([1, 2, 127, 128, 5000, 2**40])
+        kind = rng.choice(kinds)
+        type_name = rng.choice(["", "StepStartedEvent", _text(rng)])
+        step = rng.choice([None, "", "tick", _text(rng)])
+        data = rng.choice(
+            [
+                None,
+                {},
+                {"attempt": 1, "invocation": rng.randrange(10**6)},
+                {_text(rng) or "k": _json(rng) for _ in range(rng.randrange(1, 6))},
+            ]
+        )
+        time_ns = rng.choice([0, 1_764_000_000 * 10**9, rng.randrange(2**62)])
+        encoded = wire.encode_event(
+            wire.run_id_field(run_id), sequence, kind, type_name, step, data, time_ns
+        )
+        expected = _expected(run_id, sequence, kind, type_name, step, data, time_ns)
+        assert pb.WorkflowEvent.FromString(encoded) == expected
+        assert wire.read_header(encoded) == (sequence, kind)
+        assert wire.read_header(expected.SerializeToString()) == (sequence, kind)
+
+
+def test_a_lone_surrogate_is_replaced_rather_than_failing_the_event() -> None:
+    encoded = wire.encode_event(b"", 1, 1, "T", None, {"text": "a\ud800b"}, 0)
+    assert pb.WorkflowEvent.FromString(encoded).data["text"] == "a?b"
+
+
+def test_data_that_is_not_json_compatible_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="cannot put a set in event data"):
+        wire.encode_event(b"", 1, 1, "T", None, {"s": {1, 2}}, 0)
