@@ -55,8 +55,9 @@ _NUMBER_ENTRIES: dict[str, bytes] = {}  # everything of a map entry before its d
 _KEYS: dict[str, bytes] = {}
 
 
-# The encoded seconds field of the latest timestamp: events come many to a second.
-_last_second: list[Any] = [-1, b""]
+# (seconds, encoded seconds field) of the latest timestamp: events come many to a second.
+# Replaced whole, so a reader in another thread never pairs one second with another's bytes.
+_last_second: list[tuple[int, bytes]] = [(-1, b"")]
 
 
 class LoggedEvent(NamedTuple):
@@ -129,17 +130,18 @@ def encode_event(
     if header is None:
         header = _header(kind, type_name, step)
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    if seconds != _last_second[0]:
-        _last_second[:] = seconds, _SECONDS + varint(seconds)
+    last = _last_second[0]
+    if last[0] != seconds:
+        last = _last_second[0] = (seconds, _SECONDS + varint(seconds))
     if nanos >= 0x10000000:  # most of the time: five bytes, set here without a call
-        stamp = _last_second[1] + bytes(
+        stamp = last[1] + bytes(
             (0x10, nanos & 0x7F | 0x80, nanos >> 7 & 0x7F | 0x80, nanos >> 14 & 0x7F | 0x80)
         )
         stamp += bytes((nanos >> 21 & 0x7F | 0x80, nanos >> 28))
     elif nanos:
-        stamp = _last_second[1] + _NANOS + varint(nanos)
+        stamp = last[1] + _NANOS + varint(nanos)
     else:
-        stamp = _last_second[1]
+        stamp = last[1]
     parts = [
         run_id_field,
         header,
