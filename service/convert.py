@@ -46,8 +46,9 @@ def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
 
 
 def fill_struct(target: struct_pb2.Struct, data: dict[str, Any]) -> None:
-    """``target.update(data)``, with numbers and strings set directly: most event data is
-    flat, and protobuf's general path costs several times more per field."""
+    """``target.update(data)``, with numbers and strings set directly: most results and
+    schemas are mostly flat, and protobuf's general path costs several times more per
+    field."""
     fields = target.fields
     for key, value in data.items():
         kind = type(value)

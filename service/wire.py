@@ -180,19 +180,21 @@ def _struct(data: Mapping[str, Any]) -> bytes:
                 prefix = _number_entry(key)
             parts.append(prefix + _DOUBLE(value))
             continue
+        key_field = _KEYS.get(key)
+        if key_field is None:
+            key_field = _cached(_KEYS, _ENTRY_KEY, key)
         if kind is str:  # next most common: short enough that every length is one byte
-            raw = value.encode("utf-8", "replace")
-            key_field = _KEYS.get(key)
-            if key_field is None:
-                key_field = _cached(_KEYS, _ENTRY_KEY, key)
+            raw = value.encode("utf-8", "replace")  # _utf8, without the call
             size = len(raw)
             entry_size = len(key_field) + size + 4
             if entry_size < 0x80:
                 parts += (_ENTRY, _BYTE[entry_size], key_field, _ENTRY_VALUE, _BYTE[size + 2])
                 parts += (_STRING, _BYTE[size], raw)
                 continue
-        body = _value(value)
-        entry = _cached(_KEYS, _ENTRY_KEY, key) + _ENTRY_VALUE + varint(len(body)) + body
+            body = _STRING + varint(size) + raw  # longer: encoded once all the same
+        else:
+            body = _value(value)
+        entry = key_field + _ENTRY_VALUE + varint(len(body)) + body
         parts.append(_ENTRY + varint(len(entry)) + entry)
     return b"".join(parts)
 
