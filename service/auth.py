@@ -108,6 +108,9 @@ class _Entry:
     principal: Principal
 
 
+_MAX_ACCEPTED = 1024  # authorization values recalled without hashing each call
+
+
 class TokenRegistry:
     """The configured tokens, kept only as SHA-256 digests."""
 
@@ -116,6 +119,10 @@ class TokenRegistry:
     ) -> None:
         self._entries = [_Entry(d, p) for d, p in entries]
         self.plain_secrets = sorted(plain_secrets)  # names of entries given as "token"
+        # Authorization values already accepted, by their MAC under a key of this registry's
+        # own (see recall): a reload makes a new registry, so revoked tokens are forgotten.
+        self._keyed = hashlib.blake2s(key=os.urandom(32))  # copied per MAC: no key setup
+        self._accepted: dict[bytes, Principal] = {}
 
     @property
     def principals(self) -> list[Principal]:
@@ -130,6 +137,29 @@ class TokenRegistry:
             if hmac.compare_digest(digest, entry.digest) and found is None:
                 found = entry.principal
         return found
+
+    def recall(self, value: str | bytes) -> Principal | None:
+        """The principal of an authorization metadata value accepted before, or None.
+
+        Callers send the same value on every call; hashing it with SHA-256 and comparing
+        the digest with every entry's costs more than some calls. The index is keyed by a
+        BLAKE2 MAC of the value under a random key of this registry's: a lookup's timing
+        depends only on MACs a caller cannot compute, so it tells nothing about any token
+        (the comparison of MACs under a secret key, rather than of the secrets)."""
+        return self._accepted.get(self._mac(value))
+
+    def remember(self, value: str | bytes, principal: Principal) -> None:
+        """Let :meth:`recall` find ``principal`` by ``value``, an authorization value that
+        :meth:`authenticate` accepted. Only accepted values are kept; spellings of them
+        ("bearer" or "Bearer", extra spaces) are bounded by clearing the index when full."""
+        if len(self._accepted) >= _MAX_ACCEPTED:
+            self._accepted.clear()
+        self._accepted[self._mac(value)] = principal
+
+    def _mac(self, value: str | bytes) -> bytes:
+        mac = self._keyed.copy()
+        mac.update(value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass"))
+        return mac.digest()
 
     def check_workflows(self, known: Iterable[str], source: str) -> None:
         """Refuse workflow names the server does not host (most likely typos)."""
@@ -307,7 +337,12 @@ def authorize(scope: Scope, workflow: str | None = None) -> None:
     caller = _CALLER.get()
     if caller is None:
         return
-    refusal = caller.principal.refusal(scope, workflow)
+    principal = caller.principal
+    if scope in principal.granted and (
+        not workflow or principal.workflows is None or workflow in principal.workflows
+    ):
+        return  # the common case, without a call (what refusal() checks)
+    refusal = principal.refusal(scope, workflow)
     if refusal is not None:
         _log_rejection(
             caller.method, "permission_denied", caller.peer, caller.principal.name, refusal
@@ -366,24 +401,27 @@ class AuthInterceptor(HandlerWrapper):
     ) -> Caller:
         """The caller of this call; raises (and logs) when its token is missing, unknown
         or lacks ``scope``, the one the method needs."""
-        credential = _bearer(call_metadata(context))
-        principal = None
+        value = _authorization(call_metadata(context))
+        tokens = self.tokens  # read once: a reload replaces it whole
+        principal = None if value is None else tokens.recall(value)
+        if principal is not None and scope in principal.granted:
+            # The tuple itself: a NamedTuple's constructor is a Python call.
+            return _new_tuple(Caller, (principal, method, context))
         error: ServiceError
-        if credential is None:
+        if value is None:
             reason, error = "missing_token", UnauthenticatedError(_MISSING)
-        elif not credential:
+        elif principal is None and not (credential := _bearer_token(value)):
             reason, error = "malformed_token", UnauthenticatedError(_MALFORMED)
+        elif principal is None and (principal := tokens.authenticate(credential)) is None:
+            reason, error = "unknown_token", UnauthenticatedError(_UNKNOWN)
         else:
-            principal = self.tokens.authenticate(credential)
-            if principal is None:
-                reason, error = "unknown_token", UnauthenticatedError(_UNKNOWN)
-            elif scope in principal.granted:
-                # The tuple itself: a NamedTuple's constructor is a Python call.
+            assert principal is not None
+            tokens.remember(value, principal)
+            if scope in principal.granted:
                 return _new_tuple(Caller, (principal, method, context))
-            else:
-                refusal = principal.refusal(scope)
-                assert refusal is not None  # the scope is not granted
-                reason, error = "permission_denied", refusal
+            refusal = principal.refusal(scope)
+            assert refusal is not None  # the scope is not granted
+            reason, error = "permission_denied", refusal
         _log_rejection(
             method, reason, str(context.peer()), principal.name if principal else None, error
         )
@@ -420,15 +458,19 @@ class AuthInterceptor(HandlerWrapper):
         return call
 
 
-def _bearer(metadata: Any) -> str | None:
-    """The token of the first ``authorization`` entry; "" when it is not a bearer token,
-    None when there is none."""
+def _authorization(metadata: Any) -> str | bytes | None:
+    """The value of the first ``authorization`` entry, None when there is none."""
     for key, value in metadata or ():
         if key == "authorization":
-            text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-            scheme, _, token = text.strip().partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
+            return value  # type: ignore[no-any-return]
     return None
+
+
+def _bearer_token(value: str | bytes) -> str:
+    """The token of a ``Bearer <token>`` value; "" when it is not one."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    scheme, _, token = text.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 async def _refuse(context: grpc.aio.ServicerContext[Any, Any], error: ServiceError) -> NoReturn:

@@ -7,7 +7,6 @@ call). With metrics and tracing both off there is no factory and runs skip every
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -65,6 +64,47 @@ class _Both(RunObserver):
         self.b.run_ended(status)
 
 
+class _FirstOnly(_Both):
+    """The hooks of a pair that only its first observer implements: each calls it
+    directly (a generic forwarder costs a lookup and an argument tuple per call)."""
+
+    __slots__ = ()
+
+    def step_started(self, step: str, invocation: int, attempt: int) -> None:
+        self.a.step_started(step, invocation, attempt)
+
+    def step_finished(
+        self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
+    ) -> None:
+        self.a.step_finished(step, invocation, attempt, duration, error)
+
+    def event(self, kind: pb.EventKind.ValueType) -> None:
+        self.a.event(kind)
+
+    def run_ended(self, status: str | None) -> None:
+        self.a.run_ended(status)
+
+
+class _SecondOnly(_Both):
+    """As :class:`_FirstOnly`, for the second observer."""
+
+    __slots__ = ()
+
+    def step_started(self, step: str, invocation: int, attempt: int) -> None:
+        self.b.step_started(step, invocation, attempt)
+
+    def step_finished(
+        self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
+    ) -> None:
+        self.b.step_finished(step, invocation, attempt, duration, error)
+
+    def event(self, kind: pb.EventKind.ValueType) -> None:
+        self.b.event(kind)
+
+    def run_ended(self, status: str | None) -> None:
+        self.b.run_ended(status)
+
+
 _HOOKS = ("step_started", "step_finished", "event", "run_ended")
 
 
@@ -78,25 +118,17 @@ def _pair(first: type[RunObserver], second: type[RunObserver]) -> type[_Both]:
     overrides: dict[str, Any] = {"__slots__": ()}
     for hook in _HOOKS:
         default = getattr(RunObserver, hook)
-        implemented = [
-            s for s, cls in (("a", first), ("b", second)) if getattr(cls, hook) is not default
-        ]
-        if not implemented:
+        first_hears = getattr(first, hook) is not default
+        second_hears = getattr(second, hook) is not default
+        if not (first_hears or second_hears):
             overrides[hook] = default
-        elif len(implemented) == 1:
-            overrides[hook] = _forward(implemented[0], hook)
+        elif not second_hears:
+            overrides[hook] = getattr(_FirstOnly, hook)
+        elif not first_hears:
+            overrides[hook] = getattr(_SecondOnly, hook)
     name = f"_Both[{first.__name__}, {second.__name__}]"
     made = _PAIRS[first, second] = cast("type[_Both]", type(name, (_Both,), overrides))
     return made
-
-
-def _forward(side: str, hook: str) -> Callable[..., None]:
-    method = operator.attrgetter(f"{side}.{hook}")
-
-    def forward(self: _Both, *args: Any) -> None:
-        method(self)(*args)
-
-    return forward
 
 
 def combine(a: ObserveRun | None, b: ObserveRun | None) -> ObserveRun | None:

@@ -69,6 +69,7 @@ _now = time.time_ns
 _getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator draws from
 _INTERNAL = SpanKind.INTERNAL
 _new_tuple = tuple.__new__
+_new_object = object.__new__
 # A SpanContext is a tuple: (trace_id, span_id, is_remote, trace_flags, trace_state,
 # is_valid). Its fields are read by index on the hot paths: each named field is a property.
 _TRACE_ID: Final = 0
@@ -203,18 +204,22 @@ class LeanTracer(trace.Tracer):
             span_context = _span_context(trace_id, self._span_id(), _FLAGS[bits], state)
         if not recording:
             return trace.NonRecordingSpan(span_context)
-        span = LeanSpan(
-            name,
-            span_context,
-            parent if valid else None,
-            kind,
-            dict(kept) if kept else {},
-            links,
-            self,
-            start_time or _now(),
-            record_exception,
-            set_status_on_exception,
-        )
+        span: LeanSpan = _new_object(LeanSpan)  # its fields set here: see LeanSpan
+        span._name = name
+        span._context = span_context
+        span._parent = parent if valid else None
+        span._kind = kind
+        span._resource = self._resource
+        span._instrumentation_scope = self._scope
+        span._attributes = dict(kept) if kept else {}
+        span._start_time = start_time or _now()
+        span._tracer = self
+        if links:
+            span._links = tuple(links)
+        if not record_exception:
+            span._record_exception = False
+        if not set_status_on_exception:
+            span._set_status_on_exception = False
         if self._fanout is None or self._fanout._span_processors:
             self._on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
@@ -244,7 +249,16 @@ class LeanTracer(trace.Tracer):
                     span_context = _span_context(
                         up[_TRACE_ID], self._span_id(), flags, up[_TRACE_STATE]
                     )
-                span = LeanSpan(name, span_context, up, _INTERNAL, attributes, None, self, _now())
+                span: LeanSpan = _new_object(LeanSpan)  # as in start_span
+                span._name = name
+                span._context = span_context
+                span._parent = up
+                span._kind = _INTERNAL
+                span._resource = self._resource
+                span._instrumentation_scope = self._scope
+                span._attributes = attributes
+                span._start_time = _now()
+                span._tracer = self
                 if self._fanout is None or self._fanout._span_processors:
                     # Processors are told the parent's context, made only for them.
                     told = with_span(parent) if context is None else context
@@ -295,36 +309,14 @@ class LeanSpan(trace.Span, ReadableSpan):
     _record_exception = True
     _set_status_on_exception = True
 
-    def __init__(
-        self,
-        name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
-        kind: SpanKind,
-        attributes: dict[str, AttributeValue],
-        links: Sequence[Link] | None,
-        tracer: LeanTracer,
-        start_time: int,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-    ) -> None:
-        # ReadableSpan's fields, set directly (its __init__ takes a dozen keywords); those
-        # every span starts with are the class's.
-        self._name = name
-        self._context = context
-        self._parent = parent
-        self._kind = kind
-        self._resource = tracer._resource
-        self._instrumentation_scope = tracer._scope
-        self._attributes = attributes
-        if links:
-            self._links = tuple(links)
-        self._start_time = start_time
-        self._tracer = tracer
-        if not record_exception:
-            self._record_exception = False
-        if not set_status_on_exception:
-            self._set_status_on_exception = False
+    # ReadableSpan's fields are set by LeanTracer's start_span and start_child, directly on a
+    # new instance: an __init__ taking them would cost a call with ten arguments per span,
+    # and ReadableSpan's own takes a dozen keywords. Those every span starts with are the
+    # class's (above); these are the ones set on every span.
+    _tracer: LeanTracer
+
+    def __init__(self) -> None:
+        raise TypeError("LeanSpans are started by a LeanTracer")
 
     # ---- trace.Span ------------------------------------------------------------------------
 

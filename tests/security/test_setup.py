@@ -50,6 +50,31 @@ def test_a_token_document_parses_into_principals() -> None:
     assert registry.authenticate("") is None
 
 
+def test_an_accepted_authorization_value_is_recalled_only_by_its_own_registry() -> None:
+    registry = TokenRegistry.parse(token_document(), "test")
+    value = f"Bearer {TOKENS['admin'].secret}"
+    assert registry.recall(value) is None  # nothing is recalled before it was accepted
+    principal = registry.authenticate(TOKENS["admin"].secret)
+    assert principal is not None
+    registry.remember(value, principal)
+    assert registry.recall(value) is principal
+    assert registry.recall(value.encode()) is principal  # a bytes value is the same value
+    assert registry.recall(value + "x") is None
+    assert registry.recall(f"Bearer {TOKENS['reader'].secret}") is None
+    # A reloaded document is a new registry: it recalls nothing the old one accepted.
+    assert TokenRegistry.parse(token_document(), "test").recall(value) is None
+
+
+def test_the_recalled_values_are_bounded() -> None:
+    registry = TokenRegistry.parse(token_document(), "test")
+    principal = registry.principals[0]
+    values = [f"Bearer {i:04d}" for i in range(3000)]
+    for value in values:
+        registry.remember(value, principal)
+    assert registry.recall(values[-1]) is principal
+    assert sum(registry.recall(v) is not None for v in values) <= 1024
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
