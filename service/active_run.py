@@ -42,6 +42,7 @@ class ActiveRun(RunListener):
         "began",
         "checkpoint_due",
         "detached",
+        "event_counts",
         "handler",
         "input",
         "key",
@@ -94,6 +95,7 @@ class ActiveRun(RunListener):
         self.observer: RunObserver | None = (
             observe(run.run_id, run.workflow, resumed) if observe is not None else None
         )
+        self.event_counts = None if self.observer is None else self.observer.event_counts
 
     def _emit(
         self,
@@ -117,8 +119,9 @@ class ActiveRun(RunListener):
         # The tuple itself: a NamedTuple's constructor is a Python call.
         event = _new_tuple(LoggedEvent, (sequence, kind, wire))
         self.store.append_event(self.run_id, event, terminal, key)
-        if self.observer is not None:
-            self.observer.event(kind)
+        counts = self.event_counts
+        if counts is not None:
+            counts[kind].value += 1
 
     def run_started(self, run: WorkflowHandler, start_event: Event | None) -> None:
         self.run.status = pb.RUN_STATUS_RUNNING

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from ._pb import workflow_pb2 as pb
 from .interceptors import Behavior, Handler, HandlerWrapper, call_code
 from .observer import RunObserver
-from .series import CounterSeries, HistogramSeries, SeriesRegistry
+from .series import CounterSeries, Family, HistogramSeries, SeriesRegistry
 
 _STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
@@ -148,7 +148,7 @@ class _WorkflowSeries:
         self.ended: dict[str, CounterSeries] = {}
         self.steps: dict[str, HistogramSeries] = {}
         self.failures: dict[str, CounterSeries] = {}
-        self.events: dict[int, CounterSeries] = {}
+        self.events = _EventCounts(metrics.events, workflow)
 
     def step(self, step: str) -> HistogramSeries:
         child = self.steps.get(step)
@@ -162,11 +162,6 @@ class _WorkflowSeries:
             child = self.failures[step] = self.metrics.step_failures.labels(self.workflow, step)
         return child
 
-    def event(self, kind: int) -> CounterSeries:
-        name = pb.EventKind.Name(kind).removeprefix("EVENT_KIND_")  # type: ignore[arg-type]
-        child = self.events[kind] = self.metrics.events.labels(self.workflow, name)
-        return child
-
     def end(self, status: str) -> CounterSeries:
         child = self.ended.get(status)
         if child is None:
@@ -174,11 +169,26 @@ class _WorkflowSeries:
         return child
 
 
+class _EventCounts(dict[int, CounterSeries]):
+    """A workflow's event counters by kind, each made when first counted."""
+
+    def __init__(self, family: Family[CounterSeries], workflow: str) -> None:
+        super().__init__()
+        self.family = family
+        self.workflow = workflow
+
+    def __missing__(self, kind: int) -> CounterSeries:
+        name = pb.EventKind.Name(kind).removeprefix("EVENT_KIND_")  # type: ignore[arg-type]
+        child = self[kind] = self.family.labels(self.workflow, name)
+        return child
+
+
 class _RunMetrics(RunObserver):
-    __slots__ = ("series",)
+    __slots__ = ("event_counts", "series")
 
     def __init__(self, series: _WorkflowSeries) -> None:
         self.series = series
+        self.event_counts = series.events  # the run counts its events itself
 
     def step_finished(
         self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
@@ -187,9 +197,6 @@ class _RunMetrics(RunObserver):
         (series.steps.get(step) or series.step(step)).observe(duration)
         if error is not None:
             series.failure(step).value += 1
-
-    def event(self, kind: pb.EventKind.ValueType) -> None:
-        (self.series.events.get(kind) or self.series.event(kind)).value += 1
 
     def run_ended(self, status: str | None) -> None:
         series = self.series

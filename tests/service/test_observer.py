@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import collections
+
+import pytest
+
 from service._pb import workflow_pb2 as pb
 from service.observer import RunObserver, combine
 
 
+class Count:
+    def __init__(self) -> None:
+        self.value = 0.0
+
+
 class Counting(RunObserver):
-    """Hears events and finished steps."""
+    """Counts events and hears finished steps."""
 
     def __init__(self, heard: list[tuple[str, ...]]) -> None:
         self.heard = heard
-
-    def event(self, kind: pb.EventKind.ValueType) -> None:
-        self.heard.append(("counting.event", pb.EventKind.Name(kind)))
+        self.event_counts = collections.defaultdict(Count)
 
     def step_finished(
         self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
@@ -47,12 +54,13 @@ def test_each_hook_reaches_the_observers_that_implement_it_in_order() -> None:
         heard.clear()
         run = observe("r1", "echo", False)
         run.step_started("a", 1, 1)
-        run.event(pb.EVENT_KIND_STEP_STARTED)
+        assert run.event_counts is not None  # the counting observer's own
+        run.event_counts[pb.EVENT_KIND_STEP_STARTED].value += 1
         run.step_finished("a", 1, 1, 0.5, None)
         run.run_ended("SUCCEEDED")
+        assert {k: c.value for k, c in run.event_counts.items()} == {pb.EVENT_KIND_STEP_STARTED: 1}
         assert heard == [
             ("spanning.step_started", "a"),
-            ("counting.event", "EVENT_KIND_STEP_STARTED"),
             ("counting.step_finished", "a"),
             ("spanning.step_finished", "a"),
             ("spanning.run_ended", "SUCCEEDED"),
@@ -67,3 +75,10 @@ def test_one_factory_or_none_is_used_as_it_is() -> None:
     assert combine(factory, None) is factory
     assert combine(None, factory) is factory
     assert combine(None, None) is None
+
+
+def test_observers_that_both_count_events_are_refused() -> None:
+    observe = combine(lambda *_: Counting([]), lambda *_: Counting([]))
+    assert observe is not None
+    with pytest.raises(NotImplementedError, match="only one"):
+        observe("r1", "echo", False)
