@@ -594,15 +594,16 @@ def make_plan(stores: list[str]) -> list[Config]:
         plan.extend(Config(case, impl, "ours", unit, label, store, **kw) for store in stores)
 
     plan.append(Config("unary", "bare", "bare", "calls/s", "bare unary echo"))
-    ours("unary", "run_echo", "calls/s", "RunWorkflow echo wait")
-    ours("unary", "run_echo_am", "calls/s", "RunWorkflow echo wait, auth+metrics")
-    ours("unary", "run_echo_ops", "calls/s", "RunWorkflow echo wait, auth+metrics+tracing")
-    ours(
-        "unary",
-        "run_echo_ops_sampled",
-        "calls/s",
-        "RunWorkflow echo wait, auth+metrics+tracing 1/10",
-    )
+    # Each store's plain run next to the same store's runs with auth, metrics and tracing,
+    # which are compared with it pairwise: the closer in time, the less drift between them.
+    for store in stores:
+        for impl, label in (
+            ("run_echo", "RunWorkflow echo wait"),
+            ("run_echo_ops", "RunWorkflow echo wait, auth+metrics+tracing"),
+            ("run_echo_am", "RunWorkflow echo wait, auth+metrics"),
+            ("run_echo_ops_sampled", "RunWorkflow echo wait, auth+metrics+tracing 1/10"),
+        ):
+            plan.append(Config("unary", impl, "ours", "calls/s", label, store))
     plan.append(Config("stream", "bare", "bare", "msgs/s", "bare stream x100"))
     ours("stream", "events_all", "msgs/s", "StreamEvents all kinds")
     ours("stream", "events_stream", "msgs/s", "StreamEvents kinds=STREAM")
@@ -945,9 +946,10 @@ def parent(
     done = 0
     progress: dict[str, Any] = {"file": sys.stderr, "flush": True} if sys.stderr.isatty() else {}
     print(f"service benchmark: {total} measurements", file=sys.stderr, flush=True)
-    # Interleaved: every configuration runs once per round, so drift hits all alike.
+    # Interleaved: every configuration runs once per round, so drift hits all alike; every
+    # other round in reverse order, so neither of two neighbours always runs first.
     for rnd in range(max(repeats, ticker_repeats)):
-        for cfg in plan:
+        for cfg in plan if rnd % 2 == 0 else plan[::-1]:
             if rnd >= wanted(cfg):
                 continue
             for loop in loops_of(cfg):

@@ -146,7 +146,9 @@ class TokenRegistry:
         BLAKE2 MAC of the value under a random key of this registry's: a lookup's timing
         depends only on MACs a caller cannot compute, so it tells nothing about any token
         (the comparison of MACs under a secret key, rather than of the secrets)."""
-        return self._accepted.get(self._mac(value))
+        mac = self._keyed.copy()  # self._mac(value), without its call
+        mac.update(value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass"))
+        return self._accepted.get(mac.digest())
 
     def remember(self, value: str | bytes, principal: Principal) -> None:
         """Let :meth:`recall` find ``principal`` by ``value``, an authorization value that
@@ -401,7 +403,11 @@ class AuthInterceptor(HandlerWrapper):
     ) -> Caller:
         """The caller of this call; raises (and logs) when its token is missing, unknown
         or lacks ``scope``, the one the method needs."""
-        value = _authorization(call_metadata(context))
+        value = None  # the first authorization entry's
+        for key, entry in call_metadata(context):
+            if key == "authorization":
+                value = entry
+                break
         tokens = self.tokens  # read once: a reload replaces it whole
         principal = None if value is None else tokens.recall(value)
         if principal is not None and scope in principal.granted:
@@ -456,14 +462,6 @@ class AuthInterceptor(HandlerWrapper):
             return await behavior(request, context)
 
         return call
-
-
-def _authorization(metadata: Any) -> str | bytes | None:
-    """The value of the first ``authorization`` entry, None when there is none."""
-    for key, value in metadata or ():
-        if key == "authorization":
-            return value  # type: ignore[no-any-return]
-    return None
 
 
 def _bearer_token(value: str | bytes) -> str:

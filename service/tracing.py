@@ -221,7 +221,9 @@ class _RpcSpans(HandlerWrapper):
                     carrier[key] = value
             parent = propagate.extract(carrier) if carrier else None
             span = start(method, parent, _SERVER, attributes)
-            return span, attach(with_span(span, parent))
+            # with_span(span, parent), without its call
+            base = current_context() if parent is None else parent
+            return span, attach(Context({**base, _SPAN_KEY: span}))
 
         if inspect.isasyncgenfunction(behavior):
 
