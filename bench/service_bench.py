@@ -9,8 +9,8 @@ separate processes: the parent starts a fresh server subprocess (this script wit
 the timed workload and prints one JSON line; with several client processes the parent sends
 ``GO`` to all at once and takes the rate over the union of their timed intervals. Each
 configuration is measured ``--repeats`` times (default 3; ticker_10k ``--ticker-repeats``
-times, default 1, as it takes about a minute), interleaved round by round, and the table
-gives the median with the spread (min-max) beside it.
+times, default 1, as it takes about a minute), interleaved round by round (every other
+round in reverse order), and the table gives the median with the spread (min-max) beside it.
 
 Our server runs as ``python -m service --log-level WARNING`` would run it, through a
 launcher here that picks the event loop (bench/ is on its PYTHONPATH for the linear case's
