@@ -111,7 +111,7 @@ _PAIRS: dict[tuple[type[RunObserver], type[RunObserver]], type[_Both]] = {}
 
 def _pair(first: type[RunObserver], second: type[RunObserver]) -> type[_Both]:
     """:class:`_Both` for observers of these types, whose hooks call only the observers
-    that implement them (a run makes a few calls per event; most observers hear only some
+    that implement them (a run makes a few calls per step; most observers hear only some
     of them)."""
     overrides: dict[str, Any] = {"__slots__": ()}
     for hook in _HOOKS:
