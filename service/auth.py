@@ -146,9 +146,7 @@ class TokenRegistry:
         BLAKE2 MAC of the value under a random key of this registry's: a lookup's timing
         depends only on MACs a caller cannot compute, so it tells nothing about any token
         (the comparison of MACs under a secret key, rather than of the secrets)."""
-        mac = self._keyed.copy()  # self._mac(value), without its call
-        mac.update(value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass"))
-        return self._accepted.get(mac.digest())
+        return self._accepted.get(self._mac(value))
 
     def remember(self, value: str | bytes, principal: Principal) -> None:
         """Let :meth:`recall` find ``principal`` by ``value``, an authorization value that
@@ -339,12 +337,7 @@ def authorize(scope: Scope, workflow: str | None = None) -> None:
     caller = _CALLER.get()
     if caller is None:
         return
-    principal = caller.principal
-    if scope in principal.granted and (
-        not workflow or principal.workflows is None or workflow in principal.workflows
-    ):
-        return  # the common case, without a call (what refusal() checks)
-    refusal = principal.refusal(scope, workflow)
+    refusal = caller.principal.refusal(scope, workflow)
     if refusal is not None:
         _log_rejection(
             caller.method, "permission_denied", caller.peer, caller.principal.name, refusal

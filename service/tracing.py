@@ -221,9 +221,7 @@ class _RpcSpans(HandlerWrapper):
                     carrier[key] = value
             parent = propagate.extract(carrier) if carrier else None
             span = start(method, parent, _SERVER, attributes)
-            # with_span(span, parent), without its call
-            base = current_context() if parent is None else parent
-            return span, attach(Context({**base, _SPAN_KEY: span}))
+            return span, attach(with_span(span, parent))
 
         if inspect.isasyncgenfunction(behavior):
 
