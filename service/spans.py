@@ -46,7 +46,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
-from opentelemetry.trace.span import DEFAULT_TRACE_STATE, INVALID_SPAN_CONTEXT
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, INVALID_SPAN_CONTEXT, TraceState
 from opentelemetry.util.types import AttributeValue
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ _IS_REMOTE: Final = 2
 _TRACE_FLAGS: Final = 3
 _TRACE_STATE: Final = 4
 _IS_VALID: Final = 5
+# A LeanSpan's ``_trace``: (trace_id, trace_flags, trace_state), shared by a root span and
+# the children made from it.
+_FLAGS_AT: Final = 1
 
 
 # The API's context functions without their indirections, when the runtime context is the
@@ -165,9 +168,6 @@ class LeanTracer(trace.Tracer):
         found = (current_context() if context is None else context).get(_SPAN_KEY)
         if found is None:  # a root span
             parent, valid = _NO_PARENT, False
-        elif type(found) is LeanSpan:
-            parent = found._context  # type: ignore[assignment]
-            valid = parent[_IS_VALID]
         else:
             # Not a span: what the API reads as none.
             parent = found.get_span_context() if isinstance(found, trace.Span) else _NO_PARENT
@@ -196,17 +196,13 @@ class LeanTracer(trace.Tracer):
             state = result.trace_state or DEFAULT_TRACE_STATE
             kept = result.attributes  # the sampler's say on them
             recording = result.decision is not Decision.DROP
-        if self._random_ids:
-            span_id = _getrandbits(64) or self._span_id()
-            values = (trace_id, span_id, False, _FLAGS[bits], state, True)
-            span_context: SpanContext = _new_tuple(SpanContext, values)
-        else:
-            span_context = _span_context(trace_id, self._span_id(), _FLAGS[bits], state)
+        span_id = (self._random_ids and _getrandbits(64)) or self._span_id()
         if not recording:
-            return trace.NonRecordingSpan(span_context)
+            return trace.NonRecordingSpan(_span_context(trace_id, span_id, _FLAGS[bits], state))
         span: LeanSpan = _new_object(LeanSpan)  # its fields set here: see LeanSpan
         span._name = name
-        span._context = span_context
+        span._trace = (trace_id, _FLAGS[bits], state)
+        span._span_id = span_id
         span._parent = parent if valid else None
         span._kind = kind
         span._resource = self._resource
@@ -238,21 +234,13 @@ class LeanTracer(trace.Tracer):
         and ``attributes`` as they are; a child of an unsampled local span is unsampled
         too, as in :meth:`start_span`; any other parent goes the long way."""
         if type(parent) is LeanSpan:
-            up: SpanContext = parent._context  # type: ignore[assignment]
-            flags = up[_TRACE_FLAGS]
-            if flags & _SAMPLED:
-                if self._random_ids:
-                    span_id = _getrandbits(64) or self._span_id()
-                    values = (up[_TRACE_ID], span_id, False, flags, up[_TRACE_STATE], True)
-                    span_context: SpanContext = _new_tuple(SpanContext, values)
-                else:
-                    span_context = _span_context(
-                        up[_TRACE_ID], self._span_id(), flags, up[_TRACE_STATE]
-                    )
+            shared = parent._trace
+            if shared[_FLAGS_AT] & _SAMPLED:
                 span: LeanSpan = _new_object(LeanSpan)  # as in start_span
                 span._name = name
-                span._context = span_context
-                span._parent = up
+                span._trace = shared
+                span._span_id = (self._random_ids and _getrandbits(64)) or self._span_id()
+                span._up = parent
                 span._kind = _INTERNAL
                 span._resource = self._resource
                 span._instrumentation_scope = self._scope
@@ -314,6 +302,9 @@ class LeanSpan(trace.Span, ReadableSpan):
     # and ReadableSpan's own takes a dozen keywords. Those every span starts with are the
     # class's (above); these are the ones set on every span.
     _tracer: LeanTracer
+    _trace: tuple[int, TraceFlags, TraceState]  # (trace_id, flags, state): see _FLAGS_AT
+    _span_id: int
+    _up: LeanSpan  # a child's parent (a root span's _parent is set instead)
 
     def __init__(self) -> None:
         raise TypeError("LeanSpans are started by a LeanTracer")
@@ -405,6 +396,36 @@ class LeanSpan(trace.Span, ReadableSpan):
         ctx = self.get_span_context()
         ids = f"trace_id=0x{ctx.trace_id:032x}, span_id=0x{ctx.span_id:016x}"
         return f"LeanSpan(name={self._name!r}, {ids})"
+
+
+class _MadeOnRead:
+    """A span field made from its other fields the first time it is read, then kept in the
+    span's own ``__dict__`` (which takes precedence over this, a non-data descriptor).
+    Making a span's ``SpanContext`` (a tuple subclass) is about a quarter of the cost of
+    starting a span, and with no processor or exporter nobody asks for it."""
+
+    def __init__(self, field: str, make: Callable[[LeanSpan], SpanContext | None]) -> None:
+        self._field = field
+        self._make = make
+
+    def __get__(self, span: LeanSpan | None, owner: type | None = None) -> Any:
+        if span is None:
+            return self
+        made = span.__dict__[self._field] = self._make(span)
+        return made
+
+
+def _own_context(span: LeanSpan) -> SpanContext:
+    trace_id, flags, state = span._trace
+    return _span_context(trace_id, span._span_id, flags, state)
+
+
+def _parent_context(span: LeanSpan) -> SpanContext | None:
+    return span._up.get_span_context()  # a root span has its _parent set when started
+
+
+LeanSpan._context = _MadeOnRead("_context", _own_context)  # type: ignore[assignment]
+LeanSpan._parent = _MadeOnRead("_parent", _parent_context)  # type: ignore[assignment]
 
 
 def _valid(value: object) -> bool:

@@ -80,6 +80,21 @@ def test_a_child_of_a_lean_span_is_the_sdks_child() -> None:
         assert span.kind is SpanKind.INTERNAL and dict(span.attributes or {}) == {"a": 1}
 
 
+def test_a_spans_context_is_made_when_first_read_then_kept() -> None:
+    tracer = service_tracer(TracerProvider(), "t")  # no processor reads a context
+    assert isinstance(tracer, LeanTracer)
+    root = tracer.start_span("root")
+    child = tracer.start_child("child", root, None, {})
+    assert "_context" not in vars(root) and "_context" not in vars(child)
+    made = child.get_span_context()
+    assert made is child.get_span_context() is child.context
+    assert type(made) is SpanContext and made.is_valid and not made.is_remote
+    assert made.trace_id == root.get_span_context().trace_id
+    assert made.trace_flags == root.get_span_context().trace_flags
+    assert made.span_id != root.get_span_context().span_id
+    assert child.parent == root.get_span_context() and root.parent is None
+
+
 def test_a_processor_added_later_hears_the_spans_from_then_on() -> None:
     provider = TracerProvider()
     tracer = service_tracer(provider, "t")
