@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
@@ -23,7 +24,7 @@ from engine import (
 from . import convert, logs
 from ._pb import workflow_pb2 as pb
 from .errors import ResultTooLargeError
-from .observer import RunObserver
+from .observer import EventCount, RunObserver, observe_run
 from .wire import LoggedEvent, encode_event, run_id_field
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class ActiveRun(RunListener):
         "input",
         "key",
         "manager",
-        "observer",
+        "observers",
         "queued",
         "released",
         "resumed",
@@ -91,11 +92,12 @@ class ActiveRun(RunListener):
         # While it waits for a slot of its key: the events sent to it, delivered on start.
         self.queued: list[tuple[str, dict[str, Any]]] | None = None
         self.trace_id = trace_id  # the caller's, for log lines
-        observe = manager.observe
-        self.observer: RunObserver | None = (
-            observe(run.run_id, run.workflow, resumed) if observe is not None else None
-        )
-        self.event_counts = None if self.observer is None else self.observer.event_counts
+        self.observers: tuple[RunObserver, ...] = ()
+        self.event_counts: Mapping[int, EventCount] | None = None
+        if manager.observers:
+            self.observers, self.event_counts = observe_run(
+                manager.observers, run.run_id, run.workflow, resumed
+            )
 
     def _emit(
         self,
@@ -153,8 +155,8 @@ class ActiveRun(RunListener):
     ) -> None:
         data = {"attempt": attempt, "invocation": invocation}
         self._emit(pb.EVENT_KIND_STEP_STARTED, type(event).__name__, step, data)
-        if self.observer is not None:
-            self.observer.step_started(step, invocation, attempt)
+        for observer in self.observers:
+            observer.step_started(step, invocation, attempt)
         if attempt > 1:
             self._log_step(logging.INFO, "step_retrying", step, invocation, attempt)
 
@@ -177,8 +179,8 @@ class ActiveRun(RunListener):
             data["error"] = f"{type(error).__name__}: {error}"
         type_name = type(result).__name__ if result is not None else ""
         self._emit(pb.EVENT_KIND_STEP_FINISHED, type_name, step, data)
-        if self.observer is not None:
-            self.observer.step_finished(step, invocation, attempt, duration, error)
+        for observer in self.observers:
+            observer.step_finished(step, invocation, attempt, duration, error)
         if error is not None:
             self._log_step(logging.WARNING, "step_failed", step, invocation, attempt, data["error"])
 
@@ -301,8 +303,8 @@ class ActiveRun(RunListener):
     def _release(self, status: str | None) -> None:
         # Dropped at the end: a run's engine objects form reference cycles, left to the
         # garbage collector; its spans and metric series need not wait for it.
-        observer, self.observer = self.observer, None
-        if observer is not None:
+        observers, self.observers = self.observers, ()
+        for observer in observers:
             observer.run_ended(status)
         self.manager.ended(self)
         self.released = True

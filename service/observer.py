@@ -1,14 +1,15 @@
 """How metrics and tracing hear what a run does.
 
-The run manager asks an :data:`ObserveRun` factory for one :class:`RunObserver` per run
-when the run starts (inside the RPC that started it, so tracing can parent the run to the
-call). With metrics and tracing both off there is no factory and runs skip every call.
+The run manager asks each :data:`ObserveRun` factory (metrics', tracing's) for one
+:class:`RunObserver` per run when the run starts (inside the RPC that started it, so
+tracing can parent the run to the call), and the run calls each of them in turn. With
+metrics and tracing both off there is no factory and runs skip every call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 
 class EventCount(Protocol):
@@ -43,100 +44,18 @@ class RunObserver:
 ObserveRun = Callable[[str, str, bool], RunObserver]
 
 
-class _Both(RunObserver):
-    __slots__ = ("a", "b", "event_counts")
-
-    def __init__(self, a: RunObserver, b: RunObserver) -> None:
-        self.a = a
-        self.b = b
-        if a.event_counts is not None and b.event_counts is not None:
-            raise NotImplementedError("only one of two combined observers may count events")
-        self.event_counts = a.event_counts if a.event_counts is not None else b.event_counts
-
-    def step_started(self, step: str, invocation: int, attempt: int) -> None:
-        self.a.step_started(step, invocation, attempt)
-        self.b.step_started(step, invocation, attempt)
-
-    def step_finished(
-        self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
-    ) -> None:
-        self.a.step_finished(step, invocation, attempt, duration, error)
-        self.b.step_finished(step, invocation, attempt, duration, error)
-
-    def run_ended(self, status: str | None) -> None:
-        self.a.run_ended(status)
-        self.b.run_ended(status)
-
-
-class _FirstOnly(_Both):
-    """The hooks of a pair that only its first observer implements: each calls it
-    directly (a generic forwarder costs a lookup and an argument tuple per call)."""
-
-    __slots__ = ()
-
-    def step_started(self, step: str, invocation: int, attempt: int) -> None:
-        self.a.step_started(step, invocation, attempt)
-
-    def step_finished(
-        self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
-    ) -> None:
-        self.a.step_finished(step, invocation, attempt, duration, error)
-
-    def run_ended(self, status: str | None) -> None:
-        self.a.run_ended(status)
-
-
-class _SecondOnly(_Both):
-    """As :class:`_FirstOnly`, for the second observer."""
-
-    __slots__ = ()
-
-    def step_started(self, step: str, invocation: int, attempt: int) -> None:
-        self.b.step_started(step, invocation, attempt)
-
-    def step_finished(
-        self, step: str, invocation: int, attempt: int, duration: float, error: BaseException | None
-    ) -> None:
-        self.b.step_finished(step, invocation, attempt, duration, error)
-
-    def run_ended(self, status: str | None) -> None:
-        self.b.run_ended(status)
-
-
-_HOOKS = ("step_started", "step_finished", "run_ended")
-
-
-_PAIRS: dict[tuple[type[RunObserver], type[RunObserver]], type[_Both]] = {}
-
-
-def _pair(first: type[RunObserver], second: type[RunObserver]) -> type[_Both]:
-    """:class:`_Both` for observers of these types, whose hooks call only the observers
-    that implement them (a run makes a few calls per step; most observers hear only some
-    of them)."""
-    overrides: dict[str, Any] = {"__slots__": ()}
-    for hook in _HOOKS:
-        default = getattr(RunObserver, hook)
-        first_hears = getattr(first, hook) is not default
-        second_hears = getattr(second, hook) is not default
-        if not (first_hears or second_hears):
-            overrides[hook] = default
-        elif not second_hears:
-            overrides[hook] = getattr(_FirstOnly, hook)
-        elif not first_hears:
-            overrides[hook] = getattr(_SecondOnly, hook)
-    name = f"_Both[{first.__name__}, {second.__name__}]"
-    made = _PAIRS[first, second] = cast("type[_Both]", type(name, (_Both,), overrides))
-    return made
-
-
-def combine(a: ObserveRun | None, b: ObserveRun | None) -> ObserveRun | None:
-    """One factory for both, or the one that is set, or None."""
-    if a is None or b is None:
-        return a or b
-
-    def both(run_id: str, workflow: str, resumed: bool) -> RunObserver:
-        first, second = a(run_id, workflow, resumed), b(run_id, workflow, resumed)
-        kinds = (type(first), type(second))
-        return (_PAIRS.get(kinds) or _pair(*kinds))(first, second)
-
-    return both
+def observe_run(
+    factories: Sequence[ObserveRun], run_id: str, workflow: str, resumed: bool
+) -> tuple[tuple[RunObserver, ...], Mapping[int, EventCount] | None]:
+    """The observers of a run, one per factory in order, and the event counts the run
+    keeps (those of the one observer that counts events, if any)."""
+    observers = []
+    counts = None
+    for observe in factories:
+        observer = observe(run_id, workflow, resumed)
+        observers.append(observer)
+        if observer.event_counts is not None:
+            if counts is not None:
+                raise NotImplementedError("only one of a run's observers may count events")
+            counts = observer.event_counts
+    return tuple(observers), counts

@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf.message import Message
@@ -66,11 +66,11 @@ class RunManager:
         max_payload_bytes: int = 1024 * 1024,
         max_runs_per_key: int | None = None,
         key_overflow: Overflow = Overflow.QUEUE,
-        observe: ObserveRun | None = None,
+        observers: Sequence[ObserveRun] = (),
         max_result_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.workflows = workflows
-        self.observe = observe  # metrics and tracing; None when both are off
+        self.observers = tuple(observers)  # metrics' and tracing's; none when both are off
         self.max_payload_bytes = max_payload_bytes
         self.max_result_bytes = max_result_bytes
         self.store = store

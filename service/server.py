@@ -29,7 +29,7 @@ from .config import (
     parse_args,
 )
 from .interceptors import HandlerWrapper, InterceptorChain
-from .observer import ObserveRun, combine
+from .observer import ObserveRun
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
 from .security import SecuritySetupError, check_exposure
@@ -125,7 +125,7 @@ class WorkflowServer:
         ``tracer_provider``: make OpenTelemetry spans with it (None: no tracing)."""
         store = store or MemoryStore()
         wrappers: list[HandlerWrapper] = []
-        observe: ObserveRun | None = None
+        observers: list[ObserveRun] = []
         self.metrics: Metrics | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
         self._metrics_address = (metrics_host, metrics_port)
@@ -136,13 +136,13 @@ class WorkflowServer:
 
             tracing = Tracing(tracer_provider, SERVICE_NAME)
             wrappers.append(tracing.interceptor())
-            observe = tracing.observe
+            observers.append(tracing.observe)
         if metrics:
             from .metrics import Metrics, MetricsInterceptor
 
             self.metrics = Metrics(frozenset({f"/{SERVICE_NAME}/StreamEvents"}))
             wrappers.append(MetricsInterceptor(self.metrics))
-            observe = combine(self.metrics.observe, observe)
+            observers.insert(0, self.metrics.observe)
             store.observe_append = self.metrics.store_append.observe
         self.manager = RunManager(
             workflows,
@@ -155,7 +155,7 @@ class WorkflowServer:
             max_runs_per_key=max_runs_per_key,
             key_overflow=key_overflow,
             max_result_bytes=max_result_bytes,
-            observe=observe,
+            observers=observers,
         )
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace

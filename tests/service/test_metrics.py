@@ -155,7 +155,7 @@ async def test_servers_in_one_process_keep_their_own_metrics(metered: Served) ->
 async def test_metrics_off_installs_nothing(served: Served) -> None:
     server = served.server
     assert server.metrics is None and server.metrics_endpoint is None
-    assert server.manager.observe is None
+    assert server.manager.observers == ()
     assert server.manager.store.observe_append is None
     run = await served.start("echo", message="hi")
     assert run.run_id

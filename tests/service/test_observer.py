@@ -1,4 +1,4 @@
-"""How metrics and tracing observers are combined for one run."""
+"""How a run gets its metrics and tracing observers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import collections
 import pytest
 
 from service._pb import workflow_pb2 as pb
-from service.observer import RunObserver, combine
+from service.observer import RunObserver, observe_run
 
 
 class Count:
@@ -46,39 +46,28 @@ class Spanning(RunObserver):
         self.heard.append(("spanning.run_ended", str(status)))
 
 
-def test_each_hook_reaches_the_observers_that_implement_it_in_order() -> None:
+def test_a_run_gets_one_observer_per_factory_in_order() -> None:
     heard: list[tuple[str, ...]] = []
-    observe = combine(lambda *_: Counting(heard), lambda *_: Spanning(heard))
-    assert observe is not None
-    for _ in range(2):  # the second run reuses the combined type made for the first
-        heard.clear()
-        run = observe("r1", "echo", False)
-        run.step_started("a", 1, 1)
-        assert run.event_counts is not None  # the counting observer's own
-        run.event_counts[pb.EVENT_KIND_STEP_STARTED].value += 1
-        run.step_finished("a", 1, 1, 0.5, None)
-        run.run_ended("SUCCEEDED")
-        assert {k: c.value for k, c in run.event_counts.items()} == {pb.EVENT_KIND_STEP_STARTED: 1}
-        assert heard == [
-            ("spanning.step_started", "a"),
-            ("counting.step_finished", "a"),
-            ("spanning.step_finished", "a"),
-            ("spanning.run_ended", "SUCCEEDED"),
-        ]
-    assert type(observe("r2", "echo", False)) is type(run)
+    made: list[tuple[str, str, bool]] = []
+
+    def counting(run_id: str, workflow: str, resumed: bool) -> RunObserver:
+        made.append((run_id, workflow, resumed))
+        return Counting(heard)
+
+    observers, counts = observe_run((counting, lambda *_: Spanning(heard)), "r1", "echo", True)
+    assert made == [("r1", "echo", True)]
+    assert [type(o) for o in observers] == [Counting, Spanning]
+    assert counts is observers[0].event_counts  # the counting observer's own
+    counts[pb.EVENT_KIND_STEP_STARTED].value += 1
+    assert {k: c.value for k, c in counts.items()} == {pb.EVENT_KIND_STEP_STARTED: 1}
 
 
-def test_one_factory_or_none_is_used_as_it_is() -> None:
-    def factory(*_: object) -> RunObserver:
-        return RunObserver()
-
-    assert combine(factory, None) is factory
-    assert combine(None, factory) is factory
-    assert combine(None, None) is None
+def test_no_factories_mean_no_observers_and_no_counts() -> None:
+    assert observe_run((), "r1", "echo", False) == ((), None)
+    observers, counts = observe_run((lambda *_: Spanning([]),), "r1", "echo", False)
+    assert len(observers) == 1 and counts is None
 
 
 def test_observers_that_both_count_events_are_refused() -> None:
-    observe = combine(lambda *_: Counting([]), lambda *_: Counting([]))
-    assert observe is not None
     with pytest.raises(NotImplementedError, match="only one"):
-        observe("r1", "echo", False)
+        observe_run((lambda *_: Counting([]), lambda *_: Counting([])), "r1", "echo", False)
