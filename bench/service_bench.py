@@ -21,15 +21,6 @@ Cases
   unary       64 calls in flight on one channel, 5,000 timed calls (500 warm-up):
               bare      a generic grpc.aio unary handler that returns the request bytes
               run_echo  RunWorkflow(workflow="echo", wait=true)
-              run_echo_am   the same with a bearer token checked and Prometheus metrics on
-                            (--metrics-port)
-              run_echo_ops  and OpenTelemetry tracing on as well, with no exporter
-                            (--tracing); both ratios are to run_echo (target: within 10%),
-                            each the median of per-round ratios (the two measured in the
-                            same round, so the machine's drift cancels out of each pair)
-              run_echo_ops_sampled  the same with the SDK's standard ratio sampler
-                            (OTEL_TRACES_SAMPLER=parentbased_traceidratio, 0.1): for
-                            reference, not a target
   stream      64 streams at once, each call reads its stream to the end (about 25,000
               timed messages, one warm-up call per stream):
               bare           a generic grpc.aio server-streaming handler: 100 messages per
@@ -44,12 +35,31 @@ Cases
               llama  llama-agents-server (HTTP/1.1, uvicorn, up to 500 connections),
                      POST /workflows/linear/run
               ours   RunWorkflow(workflow="linear", wait=true), one channel
-  instructions  the unary case's four RunWorkflow servers, each run once under valgrind's
-              callgrind (when installed; asyncio loop): CPU instructions the server
-              executes per call over 640 timed calls. A count, not a rate: on an idle
-              machine it repeats to within about 0.3%, where rates on a shared 2-core
-              machine swing by 10-20% (other load on the machine changes how the event
-              loop batches its work, and moved it by about 2%).
+  overhead    what auth, metrics and tracing cost in RunWorkflow throughput (target: under
+              10%). Four servers run at once, each idle but for its own bursts:
+              run_echo      RunWorkflow(workflow="echo", wait=true), as in unary
+              run_echo_am   the same with a bearer token checked and Prometheus metrics on
+                            (--metrics-port)
+              run_echo_ops  and OpenTelemetry tracing on as well, with no exporter
+                            (--tracing)
+              run_echo_ops_sampled  the same with the SDK's standard ratio sampler
+                            (OTEL_TRACES_SAMPLER=parentbased_traceidratio, 0.1): for
+                            reference, not a target
+              One client sends each server in turn a burst of 2,000 calls, 64 in flight
+              (every server gets the same token), 12 rounds per repeat, each server taking
+              each place in the order equally often. A burst lasts a second or two, so the
+              machine's drift, which moves a rate by 10-20% over minutes here, barely moves
+              between the bursts of one round. Per server: the median burst rate; for the
+              other three, the median over rounds of the burst's rate over plain's burst in
+              the same round, and likewise of the server's CPU time per call (user +
+              system, all threads, from /proc).
+  instructions  the overhead case's four servers, each run once under valgrind's callgrind
+              (when installed; asyncio loop): CPU instructions the server executes per call
+              over 640 timed calls. A count, not a rate: on an idle machine it repeats to
+              within about 0.3%, where rates on a shared 2-core machine swing by 10-20%.
+              It counts user-space instructions only: the kernel's share of the server's
+              CPU time per call (about a fifth here: sockets, epoll, futexes) is left out,
+              and auth, metrics and tracing add almost none of it.
   ticker_10k  10,000 StreamEvents(start=ticker count=10 interval_ms=100) opened at once, one
               subscriber each, from 2 client processes: every run must end RUN_SUCCEEDED
               with a contiguous sequence and all its STREAM events; peak server RSS (the
@@ -96,6 +106,10 @@ LOOPS = ("asyncio", "uvloop")
 INFLIGHT = 64
 UNARY_CALLS = 5_000
 UNARY_WARMUP = 500
+# overhead: bursts of unary calls against four live servers in turn
+BURST_CALLS = 2_000
+BURST_ROUNDS = 12  # each server's bursts per repeat
+BURST_PAUSE_S = 0.1  # between bursts: the last server's leftover work is not the next's
 # stream
 STREAMS = 64
 BARE_STREAM_MESSAGES = 100
@@ -340,6 +354,64 @@ async def client_unary(impl: str, target: str, calls: int) -> dict[str, Any]:
     return {"t0": t0, "t1": t1, "count": done, "calls": done}
 
 
+async def client_overhead(targets: str, calls: int, rounds: int) -> dict[str, Any]:
+    """Bursts of ``calls`` RunWorkflow calls against each server of ``targets``
+    (``impl=host:port@pid,...``) in turn, ``rounds`` times; each burst's rate and the
+    server's CPU time per call (user + system, all its threads, from /proc)."""
+    pb = _pb()
+    from workflow_client._pb import workflow_pb2_grpc as pb_grpc
+
+    req = echo_request(pb)
+    ok = pb.RUN_STATUS_SUCCEEDED
+    # Every server is sent the token, so the client's work per call is the same for all.
+    metadata = (("authorization", f"Bearer {OPS_TOKEN}"),)
+    servers: dict[str, tuple[Callable[[], Coroutine[Any, Any, int]], int]] = {}
+    channels = []
+    for entry in targets.split(","):
+        impl, _, rest = entry.partition("=")
+        address, _, pid = rest.rpartition("@")
+        channel = grpc_channel(address)
+        channels.append(channel)
+        call = pb_grpc.WorkflowServiceStub(channel).RunWorkflow
+
+        async def one(call: Any = call) -> int:
+            resp = await call(req, timeout=CALL_TIMEOUT_S, metadata=metadata)
+            if resp.run.status != ok or resp.run.result.string_value != "hello":
+                raise RuntimeError(f"bad RunWorkflow response {resp!r}")
+            return 1
+
+        servers[impl] = (one, int(pid))
+    tune_gc()
+    for one, _ in servers.values():
+        await spread(UNARY_WARMUP, INFLIGHT, one)
+    t0 = await ready_then_go()
+    impls = list(servers)
+    bursts: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
+    for rnd in range(rounds):
+        # Each server takes each place in the order equally often, forwards and backwards.
+        shift = rnd % len(impls)
+        order = impls[shift:] + impls[:shift]
+        if rnd // len(impls) % 2:
+            order.reverse()
+        for impl in order:
+            one, pid = servers[impl]
+            await asyncio.sleep(BURST_PAUSE_S)
+            cpu0, began = cpu_seconds(pid), time.perf_counter()
+            done = await spread(calls, INFLIGHT, one)
+            wall, cpu = time.perf_counter() - began, cpu_seconds(pid) - cpu0
+            bursts[impl].append({"rate": done / wall, "cpu_per_call": cpu / done, "round": rnd})
+    t1 = time.time()
+    for channel in channels:
+        await channel.close()
+    return {
+        "t0": t0,
+        "t1": t1,
+        "count": rounds * calls * len(impls),
+        "calls": calls,
+        "bursts": bursts,
+    }
+
+
 def stream_calls(impl: str) -> int:
     per_call = {"bare": BARE_STREAM_MESSAGES, "events_all": 3 * TICKER_COUNT + 4}
     per = per_call.get(impl, TICKER_COUNT + 1)
@@ -548,6 +620,8 @@ def client(case: str, impl: str, target: str, loop: str, share: int, result_file
             res = await client_linear(impl, target, share)
         elif case == "ticker_10k":
             res = await client_ticker_10k(target, share)
+        elif case == "overhead":
+            res = await client_overhead(target, share, BURST_ROUNDS)
         else:
             raise ValueError(case)
         res["loop"] = loop_name()
@@ -594,22 +668,14 @@ def make_plan(stores: list[str]) -> list[Config]:
         plan.extend(Config(case, impl, "ours", unit, label, store, **kw) for store in stores)
 
     plan.append(Config("unary", "bare", "bare", "calls/s", "bare unary echo"))
-    # Each store's plain run next to the same store's runs with auth, metrics and tracing,
-    # which are compared with it pairwise: the closer in time, the less drift between them.
-    for store in stores:
-        for impl, label in (
-            ("run_echo", "RunWorkflow echo wait"),
-            ("run_echo_ops", "RunWorkflow echo wait, auth+metrics+tracing"),
-            ("run_echo_am", "RunWorkflow echo wait, auth+metrics"),
-            ("run_echo_ops_sampled", "RunWorkflow echo wait, auth+metrics+tracing 1/10"),
-        ):
-            plan.append(Config("unary", impl, "ours", "calls/s", label, store))
+    ours("unary", "run_echo", "calls/s", "RunWorkflow echo wait")
     plan.append(Config("stream", "bare", "bare", "msgs/s", "bare stream x100"))
     ours("stream", "events_all", "msgs/s", "StreamEvents all kinds")
     ours("stream", "events_stream", "msgs/s", "StreamEvents kinds=STREAM")
     plan.append(Config("linear", "llama", "llama", "runs/s", "llama-agents-server HTTP"))
     ours("linear", "ours", "runs/s", "ours RunWorkflow wait", workflows="bench_workflows:WORKFLOWS")
     ours("ticker_10k", "ours", "MiB peak RSS", "ours 10k streams", clients=TICKER_10K_CLIENTS)
+    ours("overhead", "bursts", "calls/s", "RunWorkflow echo wait")
     ours("instructions", "run_echo", "instr/call", "RunWorkflow echo wait")
     ours("instructions", "run_echo_am", "instr/call", "RunWorkflow echo wait, auth+metrics")
     ours("instructions", "run_echo_ops", "instr/call", "RunWorkflow, auth+metrics+tracing")
@@ -617,7 +683,14 @@ def make_plan(stores: list[str]) -> list[Config]:
     return plan
 
 
-CASES = ("unary", "stream", "linear", "ticker_10k", "instructions")
+CASES = ("unary", "stream", "linear", "ticker_10k", "overhead", "instructions")
+# The overhead case's servers, plain first, and their labels.
+BURST_IMPLS = {
+    "run_echo": "",
+    "run_echo_am": ", auth+metrics",
+    "run_echo_ops": ", auth+metrics+tracing",
+    "run_echo_ops_sampled": ", auth+metrics+tracing 1/10",
+}
 
 
 def share_for(cfg: Config) -> int:
@@ -812,6 +885,97 @@ def measure_instructions(cfg: Config) -> dict[str, Any]:
     return {"value": total / calls, "calls": calls, "server_loop": server.loop}
 
 
+def measure_overhead(cfg: Config, loop: str) -> dict[str, Any]:
+    """The four servers of BURST_IMPLS running at once, idle but for the client's bursts,
+    which go to each in turn: one sample of BURST_ROUNDS bursts per server."""
+    servers: dict[str, Server] = {}
+    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below)
+    client_proc: subprocess.Popen[str] | None = None
+    try:
+        for impl in BURST_IMPLS:
+            servers[impl] = start_server(replace(cfg, case="unary", impl=impl), loop)
+        target = ",".join(
+            f"{impl}=127.0.0.1:{srv.port}@{srv.proc.pid}" for impl, srv in servers.items()
+        )
+        result_file = os.path.join(servers["run_echo"].data_dir, "client.json")
+        cmd = client_cmd(cfg, loop, target, BURST_CALLS, result_file)
+        client_proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+            env=child_env(),
+        )  # fmt: skip
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        for expected, then in (("READY", "GO\n"), ("DONE", "")):
+            if read_line(client_proc, deadline).strip() != expected:
+                err.seek(0)
+                raise RuntimeError(f"{cfg.key} client failed before {expected}:\n{err.read()}")
+            if then:
+                assert client_proc.stdin is not None
+                client_proc.stdin.write(then)
+                client_proc.stdin.flush()
+        with open(result_file) as f:
+            result = json.load(f)
+        client_proc.wait(timeout=60)
+    finally:
+        if client_proc is not None and client_proc.poll() is None:
+            client_proc.kill()
+            client_proc.wait()
+        err.close()
+        loops = {srv.loop for srv in servers.values()}
+        for srv in servers.values():
+            srv.stop()
+    plain = [b["rate"] for b in result["bursts"]["run_echo"]]
+    return {
+        "value": statistics.median(plain),
+        "bursts": result["bursts"],
+        "server_loop": ",".join(sorted(loops)),
+        "client_loop": result["loop"],
+    }
+
+
+def overhead_rows(
+    cfg: Config, loop: str, runs: list[dict[str, Any]]
+) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Table rows and target lines of the overhead case: per server, the median burst rate
+    and its spread; for the others, the median over rounds of their rate over plain's in
+    the same round, and of their server CPU time per call over plain's."""
+    rows: list[tuple[str, ...]] = []
+    targets: list[str] = []
+    loops_ = f"{runs[0]['server_loop']}/{runs[0]['client_loop']}"
+
+    def paired(impl: str, field: str) -> list[float]:
+        return [
+            b[field] / p[field]
+            for run in runs
+            for b, p in zip(run["bursts"][impl], run["bursts"]["run_echo"], strict=True)
+        ]
+
+    for impl, suffix in BURST_IMPLS.items():
+        bursts = [b for run in runs for b in run["bursts"][impl]]
+        rates = [b["rate"] for b in bursts]
+        cpu_us = statistics.median(b["cpu_per_call"] for b in bursts) * 1e6
+        ratio = ""
+        if impl != "run_echo":
+            share = statistics.median(paired(impl, "rate"))
+            q1, _, q3 = statistics.quantiles(paired(impl, "rate"), n=4)
+            cpu = statistics.median(paired(impl, "cpu_per_call"))
+            ratio = f"{share:.1%} of plain, CPU/call +{cpu - 1:.1%}"
+            if impl != "run_echo_ops_sampled":  # for reference only
+                met = "met" if share >= 0.9 else "MISSED"
+                targets.append(
+                    f"{cfg.label}{suffix} [{cfg.store}] ({loop}) costs under 10% of "
+                    f"RunWorkflow throughput: {met}, {1 - share:.1%} (median of {len(rates)} "
+                    f"paired bursts, middle half {1 - q3:.1%} to {1 - q1:.1%}); server CPU "
+                    f"time per call +{cpu - 1:.1%}"
+                )
+        spread_ = f"{fmt(min(rates))}-{fmt(max(rates))}"
+        name = f"{cfg.label}{suffix} [{cfg.store}]"
+        rows.append(
+            ("overhead", name, loops_, fmt(statistics.median(rates)), spread_, "calls/s", ratio,
+             f"{cpu_us:.0f} us/call")
+        )  # fmt: skip
+    return rows, targets
+
+
 def measure(cfg: Config, loop: str) -> dict[str, Any]:
     """One fresh server, its client(s), one sample."""
     server = start_server(cfg, loop)
@@ -955,6 +1119,8 @@ def parent(
             for loop in loops_of(cfg):
                 if cfg.case == "instructions":
                     sample = measure_instructions(cfg)
+                elif cfg.case == "overhead":
+                    sample = measure_overhead(cfg, loop)
                 else:
                     sample = measure(cfg, loop)
                 samples.setdefault((cfg.key, loop), []).append(sample)
@@ -985,6 +1151,11 @@ def parent(
             runs = samples[(cfg.key, loop)]
             vals = [s["value"] for s in runs]
             value = statistics.median(vals)
+            if cfg.case == "overhead":
+                more, met_lines = overhead_rows(cfg, loop, runs)
+                rows.extend(more)
+                targets.extend(met_lines)
+                continue
             if cfg.case == "instructions":
                 ratio = ""
                 if cfg.impl in OPS_IMPLS:
@@ -998,22 +1169,7 @@ def parent(
             )
             cpu = f"{med(cfg.key, loop, 'server_cpu'):.2f}/{med(cfg.key, loop, 'client_cpu'):.2f}"
             ratio = ""
-            if cfg.impl in OPS_IMPLS:
-                # Paired: each repeat's rate over plain's in the same round (measured next to
-                # each other), then the median; the machine's drift cancels out of each pair.
-                plains = samples[(f"unary/run_echo/{cfg.store}", loop)]
-                share = statistics.median(
-                    s["value"] / p["value"] for s, p in zip(runs, plains, strict=True)
-                )
-                ratio = f"{share:.0%} of plain"
-                met = "met" if share >= 0.9 else "MISSED"
-                if cfg.impl != "run_echo_ops_sampled":  # for reference only
-                    targets.append(
-                        f"{cfg.name} ({loop}) costs under 10% of RunWorkflow throughput: {met}, "
-                        f"{1 - share:.1%} (median of {len(runs)} paired repeats; medians "
-                        f"{fmt(value)} vs {fmt(med(f'unary/run_echo/{cfg.store}', loop))} calls/s)"
-                    )
-            elif cfg.case in ("unary", "stream") and cfg.impl != "bare":
+            if cfg.case in ("unary", "stream") and cfg.impl != "bare":
                 bare = med(f"{cfg.case}/bare/", loop)
                 ratio = f"{value / bare:.0%} of bare"
                 met = "met" if value / bare >= 0.6 else "MISSED"
@@ -1073,8 +1229,8 @@ def parent(
         f"{TICKER['count']}, interval_ms={TICKER['interval_ms']}), each with a fresh server "
         "process and fresh client process(es) on loopback.\n'loop srv/cli': the event loop "
         "each side reported; 'cpu srv/cli': CPU cores kept busy during the timed part\n"
-        "(server, all client processes); [sqlite]: the default store, in a fresh directory; "
-        "[memory]: --store memory."
+        "(server, all client processes), in the overhead case the server's CPU time per "
+        "call;\n[sqlite]: the default store, in a fresh directory; [memory]: --store memory."
     )
     print()
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
