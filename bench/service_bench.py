@@ -48,11 +48,12 @@ Cases
               One client sends each server in turn a burst of 2,000 calls, 64 in flight
               (every server gets the same token), 12 rounds per repeat, each server taking
               each place in the order equally often. A burst lasts a second or two, so the
-              machine's drift, which moves a rate by 10-20% over minutes here, barely moves
-              between the bursts of one round. Per server: the median burst rate; for the
-              other three, the median over rounds of the burst's rate over plain's burst in
-              the same round, and likewise of the server's CPU time per call (user +
-              system, all threads, from /proc).
+              machine's slow drift (10-20% in a rate over minutes here) moves the two
+              bursts of a pair alike; what remains is the noise of a few seconds, and
+              differences between one repeat's server processes and the next's. Per
+              server: the median burst rate; for the other three, the median over rounds
+              of the burst's rate over plain's burst in the same round, and likewise of
+              the server's CPU time per call (user + system, all threads, from /proc).
   instructions  the overhead case's four servers, each run once under valgrind's callgrind
               (when installed; asyncio loop): CPU instructions the server executes per call
               over 640 timed calls. A count, not a rate: on an idle machine it repeats to
@@ -964,14 +965,14 @@ def overhead_rows(
                     zip(run["bursts"][impl], run["bursts"]["run_echo"], strict=True) for run in runs
                 )
             )
-            ratio = f"{share:.1%} of plain, CPU/call +{cpu - 1:.1%}"
+            ratio = f"{share:.1%} of plain, CPU/call {cpu - 1:+.1%}"
             if impl != "run_echo_ops_sampled":  # for reference only
                 met = "met" if share >= 0.9 else "MISSED"
                 targets.append(
                     f"{cfg.label}{suffix} [{cfg.store}] ({loop}) costs under 10% of "
                     f"RunWorkflow throughput: {met}, {1 - share:.1%} (median of {len(rates)} "
                     f"paired bursts, middle half {1 - q3:.1%} to {1 - q1:.1%}; by repeat "
-                    f"{per_repeat}); server CPU time per call +{cpu - 1:.1%}"
+                    f"{per_repeat}); server CPU time per call {cpu - 1:+.1%}"
                 )
         spread_ = f"{fmt(min(rates))}-{fmt(max(rates))}"
         name = f"{cfg.label}{suffix} [{cfg.store}]"
