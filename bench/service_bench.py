@@ -26,8 +26,8 @@ Cases
               bare           a generic grpc.aio server-streaming handler: 100 messages per
                              call (a serialized ticker STREAM event, sent back 100 times)
               events_all     StreamEvents(start=ticker count=100 interval_ms=0), every kind:
-                             304 messages per call (run started, 2 for the begin step, 3 per
-                             tick, terminal); sequences checked contiguous
+                             104 messages per call (run started, the step's start, 100
+                             ticks, its finish, terminal); sequences checked contiguous
               events_stream  the same with kinds=[EVENT_KIND_STREAM]: 101 messages per call
   linear      the same 3-step linear workflow (bench/bench_workflows.py) on each server, 500
               concurrent clients each starting one run and waiting for its result; an
@@ -414,7 +414,7 @@ async def client_overhead(targets: str, calls: int, rounds: int) -> dict[str, An
 
 
 def stream_calls(impl: str) -> int:
-    per_call = {"bare": BARE_STREAM_MESSAGES, "events_all": 3 * TICKER_COUNT + 4}
+    per_call = {"bare": BARE_STREAM_MESSAGES, "events_all": TICKER_COUNT + 4}
     per = per_call.get(impl, TICKER_COUNT + 1)
     return max(STREAMS, round(STREAM_TARGET_MESSAGES / per / STREAMS) * STREAMS)
 
@@ -490,8 +490,8 @@ def ticker_checker(pb: Any, count: int, all_kinds: bool) -> Callable[[list[Any]]
         if all_kinds:
             if seqs != list(range(1, len(events) + 1)):
                 return f"sequences not contiguous from 1: {seqs[:5]}..{seqs[-3:]}"
-            if len(events) != 3 * count + 4:
-                return f"{len(events)} events, expected {3 * count + 4}"
+            if len(events) != count + 4:
+                return f"{len(events)} events, expected {count + 4}"
         else:
             if any(b <= a for a, b in itertools.pairwise(seqs)):
                 return "sequences not increasing"

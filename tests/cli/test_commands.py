@@ -28,7 +28,7 @@ def test_workflows_lists_names_descriptions_and_input_fields(wf: Wf) -> None:
     assert by_name["echo"]["input_schema"]["required"] == ["message"]
     assert by_name["flaky"]["input_schema"]["properties"]["failures"]["default"] == 2
     assert "HumanResponseEvent" in by_name["approval"]["accepted_events"]
-    assert by_name["ticker"]["steps"] == ["begin", "tick"]
+    assert by_name["ticker"]["steps"] == ["tick"]
 
 
 def test_run_prints_the_result(wf: Wf) -> None:

@@ -26,7 +26,8 @@ async def test_list_workflows_has_the_examples_with_schemas(client: WorkflowClie
     assert set(by_name["ticker"].input_schema["properties"]) >= {"count", "interval_ms"}
     assert by_name["echo"].input_schema["properties"]["message"]["type"] == "string"
     assert "message" in by_name["echo"].input_schema.get("required", [])
-    assert set(by_name["ticker"].steps) == {"begin", "tick"}
+    assert by_name["ticker"].steps == ["tick"]
+    assert set(by_name["research"].steps) == {"plan", "search", "combine"}
 
     approval = by_name["approval"]
     assert "HumanResponseEvent" in approval.accepted_events

@@ -31,7 +31,7 @@ async def test_events_resume_after_dropped_connections(
     client: WorkflowClient, proxy: TcpProxy, how: str
 ) -> None:
     count = 30
-    drop_at = {5, 20, 40}  # after this many events, cut every connection
+    drop_at = {5, 15, 25}  # after this many events (of 34), cut every connection
     async with WorkflowClient(proxy.address, reconnect_delay=0.05) as via_proxy:
         if how == "start":
             handle: RunHandle = await via_proxy.start("ticker", count=count, interval_ms=20)

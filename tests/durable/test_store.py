@@ -60,7 +60,7 @@ async def test_ended_runs_and_their_history_survive_a_restart(tmp_path: Path) ->
 async def test_a_long_history_replays_in_pages(tmp_path: Path) -> None:
     served = await restartable(f"sqlite:///{tmp_path}/runs.db")
     try:
-        done = await served.stub.RunWorkflow(req("ticker", _wait=True, count=400, interval_ms=0))
+        done = await served.stub.RunWorkflow(req("ticker", _wait=True, count=1200, interval_ms=0))
         events = await served.events(done.run.run_id)
         assert [e.sequence for e in events] == list(range(1, done.run.last_sequence + 1))
         assert len(events) > 1000  # several pages of 256
@@ -119,7 +119,7 @@ async def test_a_slow_follower_of_a_long_live_run_misses_nothing(tmp_path: Path)
     reads the rest back from the database."""
     served = await restartable(f"sqlite:///{tmp_path}/runs.db")
     try:
-        run = await served.start("ticker", count=1500, interval_ms=1)
+        run = await served.start("ticker", count=4000, interval_ms=1)
         seen = []
         async for event in served.stub.StreamEvents(pb.StreamEventsRequest(run_id=run.run_id)):
             seen.append(event.sequence)

@@ -47,11 +47,11 @@ async def test_event_fields(served: Served) -> None:
     assert started.type == "TickerInput"
     assert started.data.fields["count"].number_value == 2
     step_started = next(e for e in events if e.kind == pb.EVENT_KIND_STEP_STARTED)
-    assert (step_started.step, step_started.type) == ("begin", "TickerInput")
+    assert (step_started.step, step_started.type) == ("tick", "TickerInput")
     stream = [e for e in events if e.kind == pb.EVENT_KIND_STREAM]
     assert [(e.type, e.step) for e in stream] == [("Progress", "tick")] * 2
     finished = next(e for e in events if e.kind == pb.EVENT_KIND_STEP_FINISHED)
-    assert finished.type == "Tick"
+    assert (finished.step, finished.type) == ("tick", "StopEvent")
     assert finished.data.fields["duration_ms"].number_value >= 0
     assert events[-1].data.fields["result"].number_value == 2
     assert all(e.time.seconds > 0 for e in events)

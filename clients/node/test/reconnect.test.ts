@@ -37,7 +37,7 @@ describe('a dropped connection', { timeout: 60_000 }, () => {
   for (const how of ['stream', 'start'] as const) {
     test(`events() resumes with no gap and no duplicate (${how})`, async () => {
       const count = 30;
-      const dropAt = new Set([5, 20, 40]); // after this many events, reset every connection
+      const dropAt = new Set([5, 15, 25]); // after this many events (of 34), reset every connection
       const handle: RunHandle =
         how === 'stream'
           ? viaProxy.stream('ticker', { count, interval_ms: 20 })
