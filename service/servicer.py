@@ -130,7 +130,8 @@ _PRESERIALIZED = frozenset({"StreamEvents"})
 def add_to_server(servicer: WorkflowServicer, server: grpc.aio.Server) -> None:
     """Register ``servicer`` as the generated ``add_WorkflowServiceServicer_to_server``
     does, except that ``StreamEvents`` yields each event as the bytes the event log holds
-    (``service.wire``) and grpc sends them without a serializer."""
+    (``service.wire``) and grpc sends them without a serializer, and that the methods are
+    served by a generic handler only (see ``server.GenericOnly``)."""
     service = pb.DESCRIPTOR.services_by_name["WorkflowService"]
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
@@ -153,4 +154,3 @@ def add_to_server(servicer: WorkflowServicer, server: grpc.aio.Server) -> None:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
-    server.add_registered_method_handlers(service.full_name, handlers)

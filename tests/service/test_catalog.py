@@ -8,7 +8,11 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from examples import WORKFLOWS
 from service._pb import workflow_pb2 as pb
+from service._pb.workflow_pb2_grpc import WorkflowServiceStub
+from service.server import WorkflowServer
+from service.store import MemoryStore
 
 from .conftest import Served, req
 
@@ -117,6 +121,34 @@ async def test_reflection_lists_and_describes_the_service(served: Served) -> Non
         "ListRuns",
     }
     assert next(m for m in service.method if m.name == "StreamEvents").server_streaming
+
+
+async def test_no_method_is_registered_with_grpcs_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every service is served by generic handlers: grpc.aio waits on one pending request
+    per registered method for every call it accepts."""
+    registered: list[str] = []
+    real = grpc.aio._server.Server.add_registered_method_handlers
+
+    def record(self: grpc.aio.Server, service: str, handlers: dict) -> None:
+        registered.append(service)
+        real(self, service, handlers)
+
+    monkeypatch.setattr(grpc.aio._server.Server, "add_registered_method_handlers", record)
+    server = WorkflowServer(WORKFLOWS, store=MemoryStore())
+    port = await server.start("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            resp = await WorkflowServiceStub(channel).RunWorkflow(
+                req("echo", _wait=True, message="generic")
+            )
+            assert resp.run.status == pb.RUN_STATUS_SUCCEEDED
+            health = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest()
+            )
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await server.stop(0)
+    assert registered == []
 
 
 async def test_stop_refuses_new_runs_and_reports_not_serving(served: Served) -> None:
