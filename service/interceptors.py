@@ -1,18 +1,19 @@
 """The service's interceptors (tracing, metrics, auth) as wrappers of method handlers,
-installed together as one grpc interceptor.
+applied to every service's handlers as the server takes them.
 
-grpc.aio awaits every installed interceptor on every call. An interceptor that built a new
-handler per call would cost an allocation and closures per call; the chain wraps a
-method's handler with every wrapper that wants it the first time the method is called
-and returns that same handler afterwards, so a call pays one interceptor step and the
-wrappers' own per-call work inside the handler.
+grpc.aio runs its own interceptors as a chain of coroutines on every call, and an
+interceptor that built a new handler per call would also cost an allocation and closures
+per call. Here each service's generic handler is itself wrapped: the first time a method
+is called, its handler is wrapped with every wrapper that wants it, and that same handler
+is returned afterwards, so a call pays a dict lookup and the wrappers' own per-call work
+inside the handler.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
@@ -26,10 +27,9 @@ DEADLINE_SLACK_SECONDS = 0.1
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Metadata: TypeAlias = "Sequence[tuple[str, str | bytes]]"
 Behavior = Callable[..., Any]  # a handler function: (request or request iterator, context)
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
 
 
-# The request metadata of the call being handled, as the interceptor is given it. The
+# The request metadata of the call being handled, as the handler lookup is given it. The
 # servicer context's invocation_metadata() converts it anew on every call, which costs
 # more than some handlers; each call runs in a task of its own, so it sees its own.
 _METADATA: contextvars.ContextVar[Metadata | None] = contextvars.ContextVar(
@@ -55,20 +55,44 @@ class HandlerWrapper:
         raise NotImplementedError
 
 
-class InterceptorChain(grpc.aio.ServerInterceptor):
-    """Several wrappers installed as one interceptor, the first outermost; each method's
-    handler is wrapped once and reused."""
+class GenericOnly:
+    """A grpc.aio server as generated ``add_*Servicer_to_server`` functions see it: their
+    handlers are added as generic handlers only, each wrapped by ``wrappers`` (the first
+    outermost).
 
-    def __init__(self, wrappers: Sequence[HandlerWrapper]) -> None:
-        self.wrappers = tuple(wrappers)
+    Those functions also register each method with grpc's core. grpc.aio then keeps one
+    pending request per registered method and, for every call it accepts, waits on all of
+    them at once (``asyncio.wait`` over a dozen tasks here): about 6% of the server's work
+    per RunWorkflow. Generic handlers share one pending request and are found by a dict
+    lookup per service."""
+
+    def __init__(self, server: grpc.aio.Server, wrappers: Sequence[HandlerWrapper] = ()) -> None:
+        self._server = server
+        self._wrappers = tuple(wrappers)
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        if self._wrappers:
+            handlers = [WrappedService(h, self._wrappers) for h in handlers]
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
+        """Not registered: served by the generic handler added with them."""
+
+
+class WrappedService(grpc.GenericRpcHandler):
+    """A service's generic handler whose method handlers come wrapped by ``wrappers``, each
+    method's once, then reused."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrappers: Sequence[HandlerWrapper]) -> None:
+        self._inner = inner
+        self._wrappers = tuple(wrappers)
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}  # method -> (found, wrapped)
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        handler = self._inner.service(handler_call_details)
         if handler is None:
-            return None  # an unknown method gets UNIMPLEMENTED as usual
+            return None  # another service's method, or an unknown one (UNIMPLEMENTED)
+        # Looked up in the call's own task, which then runs the handler.
         _METADATA.set(handler_call_details.invocation_metadata)
         method: str = handler_call_details.method
         cached = self._wrapped.get(method)
@@ -76,7 +100,7 @@ class InterceptorChain(grpc.aio.ServerInterceptor):
             return cached[1]
         attr = behavior_attribute(handler)
         behavior = getattr(handler, attr)
-        for wrapper in reversed(self.wrappers):
+        for wrapper in reversed(self._wrappers):
             if wrapper.wants(method):
                 behavior = wrapper.wrap(method, handler, behavior)
         wrapped: Handler = handler._replace(**{attr: behavior})  # type: ignore[attr-defined]

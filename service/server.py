@@ -8,7 +8,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -28,7 +28,7 @@ from .config import (
     Config,
     parse_args,
 )
-from .interceptors import HandlerWrapper, InterceptorChain
+from .interceptors import GenericOnly, HandlerWrapper
 from .observer import ObserveRun
 from .registry import RegistryError, load_workflows
 from .runs import RunManager
@@ -92,28 +92,6 @@ def server_options(
     return [(key, chosen.get(key, value)) for key, value in SERVER_OPTIONS]
 
 
-class GenericOnly:
-    """A grpc.aio server as generated ``add_*Servicer_to_server`` functions see it, taking
-    their handlers as generic handlers only.
-
-    Those functions also register each method with grpc's core. grpc.aio then keeps one
-    pending request per registered method and, for every call it accepts, waits on all of
-    them at once (``asyncio.wait`` over a dozen tasks here): about 6% of the server's work
-    per RunWorkflow. Generic handlers share one pending request and are found by a dict
-    lookup per service."""
-
-    def __init__(self, server: grpc.aio.Server) -> None:
-        self._server = server
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
-        self._server.add_generic_rpc_handlers(handlers)
-
-    def add_registered_method_handlers(
-        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
-    ) -> None:
-        """Not registered: served by the generic handler added with them."""
-
-
 class WorkflowServer:
     """The service on a grpc.aio server; ``start()`` returns the bound port."""
 
@@ -152,7 +130,7 @@ class WorkflowServer:
         self.metrics_endpoint: MetricsEndpoint | None = None
         self._metrics_address = (metrics_host, metrics_port)
         # Order, outermost first: the RPC span, then metrics, then what may refuse a call,
-        # so refused calls are traced and counted too. All run as one InterceptorChain.
+        # so refused calls are traced and counted too.
         if tracer_provider is not None:
             from .tracing import Tracing
 
@@ -188,10 +166,10 @@ class WorkflowServer:
             wrappers.append(self._auth)
         self.server = grpc.aio.server(
             options=server_options(max_streams_per_connection, keepalive_time, keepalive_timeout),
-            interceptors=[InterceptorChain(wrappers)] if wrappers else None,
         )
-        add_to_server(WorkflowServicer(self.manager), self.server)
-        generic = GenericOnly(self.server)
+        # Every service's handlers, wrapped by the interceptors, as generic handlers only.
+        generic = GenericOnly(self.server, wrappers)
+        add_to_server(WorkflowServicer(self.manager), generic)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, generic)
         # What reflection.enable_server_reflection does for a grpc.aio server.

@@ -12,7 +12,7 @@ from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import Scope, allowed_workflows, authorize
 from .errors import GrpcErrors, InvalidArgumentError
-from .interceptors import call_metadata
+from .interceptors import GenericOnly, call_metadata
 from .logs import caller_trace_id
 from .runs import RunManager
 
@@ -127,11 +127,11 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
 _PRESERIALIZED = frozenset({"StreamEvents"})
 
 
-def add_to_server(servicer: WorkflowServicer, server: grpc.aio.Server) -> None:
+def add_to_server(servicer: WorkflowServicer, server: GenericOnly) -> None:
     """Register ``servicer`` as the generated ``add_WorkflowServiceServicer_to_server``
     does, except that ``StreamEvents`` yields each event as the bytes the event log holds
     (``service.wire``) and grpc sends them without a serializer, and that the methods are
-    served by a generic handler only (see ``server.GenericOnly``)."""
+    served by a generic handler only (see ``GenericOnly``)."""
     service = pb.DESCRIPTOR.services_by_name["WorkflowService"]
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
