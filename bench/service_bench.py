@@ -945,10 +945,11 @@ def overhead_rows(
     targets: list[str] = []
     loops_ = f"{runs[0]['server_loop']}/{runs[0]['client_loop']}"
 
-    def paired(impl: str, field: str) -> list[float]:
+    def paired(impl: str, field: str, of: list[dict[str, Any]] = runs) -> list[float]:
+        """Each burst's ``field`` over plain's burst of the same round."""
         return [
             b[field] / p[field]
-            for run in runs
+            for run in of
             for b, p in zip(run["bursts"][impl], run["bursts"]["run_echo"], strict=True)
         ]
 
@@ -958,14 +959,12 @@ def overhead_rows(
         cpu_us = statistics.median(b["cpu_per_call"] for b in bursts) * 1e6
         ratio = ""
         if impl != "run_echo":
-            share = statistics.median(paired(impl, "rate"))
-            q1, _, q3 = statistics.quantiles(paired(impl, "rate"), n=4)
+            rate_ratios = paired(impl, "rate")
+            share = statistics.median(rate_ratios)
+            q1, _, q3 = statistics.quantiles(rate_ratios, n=4)
             cpu = statistics.median(paired(impl, "cpu_per_call"))
             per_repeat = ", ".join(
-                f"{1 - statistics.median(b['rate'] / p['rate'] for b, p in pairs):.1%}"
-                for pairs in (
-                    zip(run["bursts"][impl], run["bursts"]["run_echo"], strict=True) for run in runs
-                )
+                f"{1 - statistics.median(paired(impl, 'rate', [run])):.1%}" for run in runs
             )
             ratio = f"{share:.1%} of plain, CPU/call {cpu - 1:+.1%}"
             if impl != "run_echo_ops_sampled":  # for reference only
