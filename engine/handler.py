@@ -76,8 +76,10 @@ class WorkflowHandler(asyncio.Future[Any]):
             super().cancel()
         elif error is not None:
             self.set_exception(error)
-            if status is RunStatus.CANCELLED:
-                self.exception()  # asked for; not worth a "never retrieved" warning
+            if status is RunStatus.CANCELLED or self._run.listener is not None:
+                # Asked for, or heard by the listener's run_finished: not worth a "never
+                # retrieved" warning.
+                self.exception()
         else:
             self.set_result(result)
 

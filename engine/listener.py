@@ -63,4 +63,6 @@ class RunListener:
     def run_finished(
         self, run: WorkflowHandler, status: RunStatus, result: Any, error: BaseException | None
     ) -> None:
-        """The run ended (succeeded, failed, cancelled or timed out); no call follows."""
+        """The run ended (succeeded, failed, cancelled or timed out); no call follows.
+        Having heard ``error`` here, the host need not read it from the handler: asyncio
+        does not report it as never retrieved."""

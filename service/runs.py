@@ -215,9 +215,6 @@ class RunManager:
             timeout=timeout,
             retain_stream=False,
         )
-        # The listener hears how the run ended; reading the outcome here keeps asyncio from
-        # logging a failed run's error as "never retrieved".
-        active.handler.add_done_callback(_consume_outcome)
         if pending:
             for type_name, data in pending:
                 active.handler.ctx.send_event(wf.build_event(type_name, data))
@@ -531,11 +528,6 @@ def _queued_events(checkpoint: str | None) -> list[tuple[str, dict[str, Any]]] |
 
 def _status_name(status: int) -> str:
     return pb.RunStatus.Name(status).removeprefix("RUN_STATUS_")  # type: ignore[arg-type]
-
-
-def _consume_outcome(handler: asyncio.Future[Any]) -> None:
-    if not handler.cancelled():
-        handler.exception()
 
 
 def _encode_token(ordinal: int) -> str:

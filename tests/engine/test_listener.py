@@ -1,6 +1,7 @@
 """Spec 9: the RunListener hears the run's lifecycle, in order."""
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -303,6 +304,32 @@ async def test_listener_hears_a_failed_run() -> None:
     assert isinstance(err, StepFailedError)
     finished = listener.of("step_finished")[0]
     assert isinstance(finished[6], KeyError)
+
+
+async def test_a_failed_runs_error_heard_by_its_listener_is_not_reported_unretrieved() -> None:
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        listener = RecordingListener()
+        handler = FailingWorkflow().start_run(StartEvent(), listener=listener)
+        await wait_until(handler.done)
+        assert listener.calls[-1][:2] == ("run_finished", RunStatus.FAILED)
+        del handler, listener  # the listener's record holds the handler too
+        gc.collect()  # a future with an unread error reports it when it is collected
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+    # Without a listener nobody has heard it, and asyncio reports it as usual.
+    handler = FailingWorkflow().start_run(StartEvent())
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        await wait_until(handler.done)
+        del handler
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert [type(c.get("exception")) for c in reported] == [StepFailedError]
 
 
 async def test_listener_hears_a_cancelled_run_and_nothing_after() -> None:
