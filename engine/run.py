@@ -49,13 +49,14 @@ CURRENT_WORK: contextvars.ContextVar[Work | None] = contextvars.ContextVar(
 class Work:
     """One step invocation: a step and the event it consumes."""
 
-    __slots__ = ("event", "id", "received", "run", "spec", "stream_count", "waits")
+    __slots__ = ("event", "id", "received", "run", "spec", "started", "stream_count", "waits")
 
     def __init__(self, wid: int, spec: StepSpec, event: Event, run: Run) -> None:
         self.id = wid
         self.spec = spec
         self.event = event
         self.run = run
+        self.started = False  # its task began running it
         self.stream_count = 0  # stream events written by the current attempt
         self.waits = 0  # wait_for_event calls made, for default waiter ids
         self.received: list[Event] = []  # events its waits consumed (kept for checkpoints)
@@ -143,7 +144,7 @@ class Run:
         self.loop = asyncio.get_running_loop()
         self.handler: WorkflowHandler = None  # type: ignore[assignment]  # set by start()
         self.status = RunStatus.PENDING
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: dict[asyncio.Task[None], Work] = {}  # each invocation's, until it ends
         self.active: dict[str, int] = {}
         self.queues: dict[str, deque[Work]] = {}
         self.in_flight: dict[int, Work] = {}
@@ -207,53 +208,66 @@ class Run:
         self.active[name] = self.active.get(name, 0) + 1
         self.in_flight[work.id] = work
         task = self.loop.create_task(self._invoke(work))
-        self.tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self.tasks[task] = work
 
     async def _invoke(self, work: Work) -> None:
-        CURRENT_WORK.set(work)
-        spec = work.spec
-        listener = self.listener
-        policy = spec.config.retry_policy
-        attempt = 0
-        began = first_began = 0.0
-        while True:
-            attempt += 1
-            work.stream_count = 0
-            if listener is not None or (policy is not None and attempt == 1):
-                began = time.perf_counter()
-                if attempt == 1:
-                    first_began = began
-            if listener is not None:
-                listener.step_started(self.handler, spec.name, work.id, attempt, work.event)
-            try:
-                if spec.config.timeout is None:
-                    result = await spec.invoke(self.workflow, self.ctx, work.event)
-                else:
-                    result = await self._with_timeout(spec, work)
-            except Exception as e:
-                if self.ending is not None:
-                    return  # the run is over; whatever the step raised no longer matters
+        # The task's own bookkeeping happens here rather than in a done callback, which
+        # would cost a loop callback per invocation. A task cancelled before it ran never
+        # gets here: _end accounts for those.
+        work.started = True
+        task = asyncio.current_task(self.loop)
+        try:
+            CURRENT_WORK.set(work)
+            spec = work.spec
+            listener = self.listener
+            policy = spec.config.retry_policy
+            attempt = 0
+            began = first_began = 0.0
+            while True:
+                attempt += 1
+                work.stream_count = 0
+                if listener is not None or (policy is not None and attempt == 1):
+                    began = time.perf_counter()
+                    if attempt == 1:
+                        first_began = began
+                if listener is not None:
+                    listener.step_started(self.handler, spec.name, work.id, attempt, work.event)
+                try:
+                    if spec.config.timeout is None:
+                        result = await spec.invoke(self.workflow, self.ctx, work.event)
+                    else:
+                        result = await self._with_timeout(spec, work)
+                except Exception as e:
+                    if self.ending is not None:
+                        return  # the run is over; whatever the step raised no longer matters
+                    if listener is not None:
+                        duration = time.perf_counter() - began
+                        listener.step_finished(
+                            self.handler, spec.name, work.id, attempt, duration, None, e
+                        )
+                    delay = None
+                    if policy is not None:
+                        delay = policy.next(time.perf_counter() - first_began, attempt, e)
+                    if delay is None:
+                        self.fail(StepFailedError(spec.name, attempt, e), e)
+                        return
+                    await asyncio.sleep(delay)
+                    continue
                 if listener is not None:
                     duration = time.perf_counter() - began
                     listener.step_finished(
-                        self.handler, spec.name, work.id, attempt, duration, None, e
+                        self.handler, spec.name, work.id, attempt, duration, result, None
                     )
-                delay = None
-                if policy is not None:
-                    delay = policy.next(time.perf_counter() - first_began, attempt, e)
-                if delay is None:
-                    self.fail(StepFailedError(spec.name, attempt, e), e)
-                    return
-                await asyncio.sleep(delay)
-                continue
-            if listener is not None:
-                duration = time.perf_counter() - began
-                listener.step_finished(
-                    self.handler, spec.name, work.id, attempt, duration, result, None
-                )
-            break
-        self._work_done(work, result)
+                break
+            self._work_done(work, result)
+        except Exception as err:
+            if self.ending is None:
+                log.error("engine error in run %s", self.run_id, exc_info=err)
+                self.fail(WorkflowRuntimeError(f"internal engine error: {err!r}"), err)
+        finally:
+            del self.tasks[task]  # type: ignore[arg-type]
+            if self.ending is not None and not self.tasks:
+                self._finalize()
 
     async def _with_timeout(self, spec: StepSpec, work: Work) -> Any:
         timeout = spec.config.timeout
@@ -293,16 +307,6 @@ class Run:
             self.check_idle()
         if self.listener is not None and self.ending is None:
             self.listener.step_completed(self.handler, name, work.id)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled():
-            err = task.exception()
-            if err is not None and self.ending is None:
-                log.error("engine error in run %s", self.run_id, exc_info=err)
-                self.fail(WorkflowRuntimeError(f"internal engine error: {err!r}"), err)
-        if self.ending is not None and not self.tasks:
-            self._finalize()
 
     # ---- waiting for events ---------------------------------------------------------------
 
@@ -498,9 +502,11 @@ class Run:
         self.waiters.clear()
         # Our loop's current task, if any: _end may run while asyncio.run() shuts down.
         current = asyncio.current_task(self.loop)
-        for task in self.tasks:
+        for task, work in list(self.tasks.items()):
             if task is not current:
                 task.cancel()
+                if not work.started:
+                    del self.tasks[task]  # its coroutine will be closed without running
         if not self.tasks:
             self._finalize()
 
