@@ -25,7 +25,7 @@ from . import convert, logs
 from ._pb import workflow_pb2 as pb
 from .errors import ResultTooLargeError
 from .observer import EventCount, RunObserver, observe_run
-from .wire import LoggedEvent, encode_event, run_id_field
+from .wire import LoggedEvent, data_field, encode_event, run_id_field, step_data
 
 if TYPE_CHECKING:
     from .runs import RunManager
@@ -104,7 +104,7 @@ class ActiveRun(RunListener):
         kind: pb.EventKind.ValueType,
         type_name: str,
         step: str | None,
-        data: dict[str, Any] | None = None,
+        data: bytes,
         terminal: bool = False,
         key: tuple[int, int] = (0, 0),
     ) -> None:
@@ -140,7 +140,9 @@ class ActiveRun(RunListener):
             return
         convert.stamp(self.run.started_at)
         self.store.update_run(self.run)
-        self._emit(pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, self.input)
+        self._emit(
+            pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, data_field(self.input)
+        )
         logs.event(
             log,
             logging.INFO,
@@ -153,7 +155,7 @@ class ActiveRun(RunListener):
     def step_started(
         self, run: WorkflowHandler, step: str, invocation: int, attempt: int, event: Event
     ) -> None:
-        data = {"attempt": attempt, "invocation": invocation}
+        data = step_data(attempt, invocation)
         self._emit(pb.EVENT_KIND_STEP_STARTED, type(event).__name__, step, data)
         for observer in self.observers:
             observer.step_started(step, invocation, attempt)
@@ -170,19 +172,14 @@ class ActiveRun(RunListener):
         result: Event | None,
         error: BaseException | None,
     ) -> None:
-        data: dict[str, Any] = {
-            "attempt": attempt,
-            "invocation": invocation,
-            "duration_ms": round(duration * 1000, 3),
-        }
-        if error is not None:
-            data["error"] = f"{type(error).__name__}: {error}"
+        text = None if error is None else f"{type(error).__name__}: {error}"
+        data = step_data(attempt, invocation, round(duration * 1000, 3), text)
         type_name = type(result).__name__ if result is not None else ""
         self._emit(pb.EVENT_KIND_STEP_FINISHED, type_name, step, data)
         for observer in self.observers:
             observer.step_finished(step, invocation, attempt, duration, error)
-        if error is not None:
-            self._log_step(logging.WARNING, "step_failed", step, invocation, attempt, data["error"])
+        if text is not None:
+            self._log_step(logging.WARNING, "step_failed", step, invocation, attempt, text)
 
     def _log_step(
         self,
@@ -219,7 +216,7 @@ class ActiveRun(RunListener):
             if isinstance(event, InputRequiredEvent)
             else pb.EVENT_KIND_STREAM
         )
-        data = event.model_dump(mode="json", fallback=repr)
+        data = data_field(event.model_dump(mode="json", fallback=repr))
         self._emit(kind, type(event).__name__, step, data, key=key)
 
     def step_completed(self, run: WorkflowHandler, step: str, invocation: int) -> None:
@@ -285,7 +282,7 @@ class ActiveRun(RunListener):
             )
             data = {"type": type(error).__name__, "message": str(error), "step": step}
             type_name = type(error).__name__
-        self._emit(convert.TERMINAL_KIND[status], type_name, None, data, terminal=True)
+        self._emit(convert.TERMINAL_KIND[status], type_name, None, data_field(data), terminal=True)
         self._release(status.value)
         logs.event(
             log,
@@ -346,5 +343,5 @@ class ActiveRun(RunListener):
         convert.stamp(record.ended_at)
         record.error.CopyFrom(pb.RunError(type=error_type, message=reason))
         data = {"type": error_type, "message": reason, "step": ""}
-        self._emit(convert.TERMINAL_KIND[status], error_type, None, data, terminal=True)
+        self._emit(convert.TERMINAL_KIND[status], error_type, None, data_field(data), terminal=True)
         self._release(status.value)

@@ -120,10 +120,11 @@ def encode_event(
     kind: int,
     type_name: str,
     step: str | None,
-    data: Mapping[str, Any] | None,
+    data: bytes,
     time_ns: int,
 ) -> bytes:
-    """A serialized ``WorkflowEvent``; ``data`` must hold JSON-compatible values."""
+    """A serialized ``WorkflowEvent``; ``data`` is its encoded ``data`` field, from
+    ``data_field`` or ``step_data`` (empty for none)."""
     # This runs for every event of every run: what recurs is cached, small numbers are
     # looked up, and fields go in whatever order is cheapest (a parser takes any order).
     header = _HEADERS.get((kind, type_name, step))
@@ -142,19 +143,52 @@ def encode_event(
         stamp = last[1] + _NANOS + varint(nanos)
     else:
         stamp = last[1]
-    parts = [
-        run_id_field,
-        header,
-        _SEQUENCE,
-        _BYTE[sequence] if sequence < 0x80 else varint(sequence),
-        _TIME,
-        _BYTE[len(stamp)],
-        stamp,
-    ]
-    if data:
-        body = _struct(data)
-        parts += (_DATA, varint(len(body)), body)
-    return b"".join(parts)
+    return b"".join(
+        (
+            run_id_field,
+            header,
+            _SEQUENCE,
+            _BYTE[sequence] if sequence < 0x80 else varint(sequence),
+            _TIME,
+            _BYTE[len(stamp)],
+            stamp,
+            data,
+        )
+    )
+
+
+def data_field(data: Mapping[str, Any] | None) -> bytes:
+    """An event's encoded ``data`` field holding ``data`` (JSON-compatible values)."""
+    if not data:
+        return b""
+    body = _struct(data)
+    return _DATA + varint(len(body)) + body
+
+
+def step_data(
+    attempt: int, invocation: int, duration_ms: float | None = None, error: str | None = None
+) -> bytes:
+    """The encoded ``data`` field of a STEP_STARTED event (``attempt``, ``invocation``) or,
+    with ``duration_ms`` (and an ``error`` if it failed), of a STEP_FINISHED event: the
+    same bytes as ``data_field`` of that dict, made without building it. Two of these
+    come with every step invocation."""
+    started = _STEP_STARTED.get((attempt, invocation))
+    if started is None:
+        started = _step_started(attempt, invocation)
+    if duration_ms is None:
+        return started
+    # Past the field's tag and length, one byte: the two entries take 47 bytes.
+    body = started[2:] + _DURATION + _DOUBLE(duration_ms)
+    if error is not None:
+        body += _struct({"error": error})
+    return _DATA + varint(len(body)) + body
+
+
+def _step_started(attempt: int, invocation: int) -> bytes:
+    field = data_field({"attempt": attempt, "invocation": invocation})
+    if len(_STEP_STARTED) < _CACHE_LIMIT:
+        _STEP_STARTED[(attempt, invocation)] = field
+    return field
 
 
 def _header(kind: int, type_name: str, step: str | None) -> bytes:
@@ -207,6 +241,11 @@ def _number_entry(key: str) -> bytes:
     if len(_NUMBER_ENTRIES) < _CACHE_LIMIT:
         _NUMBER_ENTRIES[key] = prefix
     return prefix
+
+
+# STEP_STARTED data fields by (attempt, invocation); the entry that STEP_FINISHED adds.
+_STEP_STARTED: dict[tuple[int, int], bytes] = {}
+_DURATION = _number_entry("duration_ms")
 
 
 def _value(value: Any) -> bytes:

@@ -141,7 +141,13 @@ def test_random_events_parse_to_what_the_protobuf_api_builds() -> None:
         )
         time_ns = rng.choice([0, 1_764_000_000 * 10**9, rng.randrange(2**62)])
         encoded = wire.encode_event(
-            wire.run_id_field(run_id), sequence, kind, type_name, step, data, time_ns
+            wire.run_id_field(run_id),
+            sequence,
+            kind,
+            type_name,
+            step,
+            wire.data_field(data),
+            time_ns,
         )
         expected = _expected(run_id, sequence, kind, type_name, step, data, time_ns)
         assert pb.WorkflowEvent.FromString(encoded) == expected
@@ -150,10 +156,34 @@ def test_random_events_parse_to_what_the_protobuf_api_builds() -> None:
 
 
 def test_a_lone_surrogate_is_replaced_rather_than_failing_the_event() -> None:
-    encoded = wire.encode_event(b"", 1, 1, "T", None, {"text": "a\ud800b"}, 0)
+    encoded = wire.encode_event(b"", 1, 1, "T", None, wire.data_field({"text": "a\ud800b"}), 0)
     assert pb.WorkflowEvent.FromString(encoded).data["text"] == "a?b"
 
 
 def test_data_that_is_not_json_compatible_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="cannot put a set in event data"):
-        wire.encode_event(b"", 1, 1, "T", None, {"s": {1, 2}}, 0)
+        wire.data_field({"s": {1, 2}})
+
+
+def test_step_data_is_the_data_field_of_its_dict() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        attempt, invocation = rng.choice([1, 2, 7]), rng.choice([1, 2, 127, 128, 10**6])
+        assert wire.step_data(attempt, invocation) == wire.data_field(
+            {"attempt": attempt, "invocation": invocation}
+        )
+        duration = rng.choice([0.0, 0.004, 12.5, 3600000.0])
+        finished = {"attempt": attempt, "invocation": invocation, "duration_ms": duration}
+        assert wire.step_data(attempt, invocation, duration) == wire.data_field(finished)
+        error = _text(rng)
+        assert wire.step_data(attempt, invocation, duration, error) == wire.data_field(
+            {**finished, "error": error}
+        )
+    field = wire.step_data(1, 3, 0.25, "KeyError: 'x'")
+    event = pb.WorkflowEvent.FromString(wire.encode_event(b"", 1, 1, "", None, field, 0))
+    assert dict(event.data) == {
+        "attempt": 1.0,
+        "invocation": 3.0,
+        "duration_ms": 0.25,
+        "error": "KeyError: 'x'",
+    }
