@@ -23,7 +23,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -188,6 +188,11 @@ def _shorten_switch_interval(change: int) -> None:
         sys.setswitchinterval(_switch_interval_before)
 
 
+def _labels_json(labels: Mapping[str, str]) -> str:
+    # Most runs carry no labels: their JSON is a constant, not a call of the encoder.
+    return json.dumps(dict(labels), sort_keys=True) if labels else "{}"
+
+
 def _page_reader(run_id: str, after: int) -> Callable[[sqlite3.Connection], list[Any]]:
     def read(c: sqlite3.Connection) -> list[Any]:
         return c.execute(
@@ -255,7 +260,7 @@ class SqliteStore(Store):
                 run.status,
                 fingerprint,
                 time.time_ns(),
-                json.dumps(dict(run.labels), sort_keys=True),
+                _labels_json(run.labels),
                 run.SerializeToString(),
             )
         )
