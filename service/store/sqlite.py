@@ -1,8 +1,8 @@
 """The SQLite store: runs and event logs in one embedded database file.
 
 Writes never block the event loop: they go to one writer thread that commits them in
-batches (everything queued, up to ``MAX_BATCH`` operations, after waiting at most
-``LINGER`` for company), in WAL mode. An event becomes visible to subscribers only once
+batches (everything queued, up to ``MAX_BATCH`` operations, after waiting ``LINGER`` for
+company, and up to ``MAX_LINGER`` while more keeps coming), in WAL mode. An event becomes visible to subscribers only once
 its batch has committed, so whatever a client has seen survives a crash of the process.
 Reads of history run on a reader thread with its own connection, a page at a time, so a
 slow subscriber never holds more than one page in memory.
@@ -40,6 +40,8 @@ T = TypeVar("T")
 SCHEMA_VERSION = 2
 MAX_BATCH = 5000
 LINGER = 0.001  # seconds a small batch waits for more work before it commits
+MAX_LINGER = 0.005  # the longest a batch waits while work keeps coming
+BUSY = 4  # operations arriving per LINGER that count as work still coming
 SWITCH_INTERVAL = 0.001  # the interpreter's, while a store is open (see SqliteStore)
 PAGE = 256  # events read from the database per page when replaying history
 TAIL = 1024  # committed events of a live run kept in memory for followers keeping up
@@ -459,9 +461,7 @@ class SqliteStore(Store):
             if first is None:
                 return
             batch = [first]
-            # Let more work gather, then take it all at once: one sleep rather than polling
-            # keeps this thread from contending for the GIL while the loop produces it.
-            time.sleep(LINGER)
+            gather(self._queue)
             while len(batch) < MAX_BATCH:
                 try:
                     item = self._queue.get_nowait()
@@ -544,6 +544,21 @@ class SqliteStore(Store):
         if self._holds_interval:
             self._holds_interval = False
             _shorten_switch_interval(-1)
+
+
+def gather(work: queue.SimpleQueue[Any], sleep: Callable[[float], None] = time.sleep) -> None:
+    """Let more work gather before a batch is taken: LINGER, and while work keeps coming,
+    up to MAX_LINGER. Most of a commit's cost is per batch (the pages it writes, its
+    statements, handing the GIL back and forth), so under load a longer batch costs less per
+    run, while on an idle server a caller waits only LINGER. Sleeping rather than polling
+    keeps the writer from contending for the GIL while the loop produces the work."""
+    seen = 0
+    for _ in range(max(1, round(MAX_LINGER / LINGER))):
+        sleep(LINGER)
+        queued = work.qsize()
+        if queued - seen < BUSY:
+            return
+        seen = queued
 
 
 def _apply(

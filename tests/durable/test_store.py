@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import queue
 import sqlite3
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from service._pb import workflow_pb2 as pb
 from service.store import StoreError, open_store
+from service.store.sqlite import BUSY as BUSY_OPS
 
 from ..service.conftest import Served, req, serve
 
@@ -271,3 +273,29 @@ async def test_a_migration_that_fails_leaves_the_file_as_it_was(tmp_path: Path) 
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"runs"}
     conn.close()
+
+
+@pytest.mark.parametrize(
+    ("arriving", "sleeps"),
+    [
+        ([], 1),  # idle: a caller waits one LINGER
+        ([BUSY_OPS - 1], 1),  # a trickle is not worth waiting for
+        ([BUSY_OPS, BUSY_OPS, 0], 3),  # busy for two intervals, then quiet
+        ([BUSY_OPS] * 20, 5),  # busy throughout: at most MAX_LINGER, 5 ms
+    ],
+)
+def test_a_batch_waits_longer_only_while_work_keeps_coming(
+    arriving: list[int], sleeps: int
+) -> None:
+    from service.store import sqlite as sqlite_store
+
+    work: queue.SimpleQueue[object] = queue.SimpleQueue()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        for _ in range(arriving[len(slept) - 1] if len(slept) <= len(arriving) else 0):
+            work.put(("event",))
+
+    sqlite_store.gather(work, sleep)
+    assert slept == [sqlite_store.LINGER] * sleeps
