@@ -2,10 +2,11 @@
 
 Writes never block the event loop: they go to one writer thread that commits them in
 batches (everything queued, up to ``MAX_BATCH`` operations, after waiting ``LINGER`` for
-company, and up to ``MAX_LINGER`` while more keeps coming), in WAL mode. An event becomes visible to subscribers only once
-its batch has committed, so whatever a client has seen survives a crash of the process.
-Reads of history run on a reader thread with its own connection, a page at a time, so a
-slow subscriber never holds more than one page in memory.
+company, and up to ``MAX_LINGER`` while more keeps coming), in WAL mode. An event becomes
+visible to subscribers only once its batch has committed, so whatever a client has seen
+survives a crash of the process. Reads of history run on a reader thread with its own
+connection, a page at a time, so a slow subscriber never holds more than one page in
+memory.
 
 Durability: ``synchronous=NORMAL`` in WAL mode survives the process being killed (kill -9)
 at any point; a power cut may lose the last batches.
