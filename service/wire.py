@@ -55,9 +55,10 @@ _NUMBER_ENTRIES: dict[str, bytes] = {}  # everything of a map entry before its d
 _KEYS: dict[str, bytes] = {}
 
 
-# (seconds, encoded seconds field) of the latest timestamp: events come many to a second.
-# Replaced whole, so a reader in another thread never pairs one second with another's bytes.
-_last_second: list[tuple[int, bytes]] = [(-1, b"")]
+# (seconds, encoded seconds field, its size) of the latest timestamp: events come many to a
+# second. Replaced whole, so a reader in another thread never pairs one second with another's
+# bytes.
+_last_second: list[tuple[int, bytes, int]] = [(-1, b"", 0)]
 
 
 class LoggedEvent(NamedTuple):
@@ -131,18 +132,23 @@ def encode_event(
     if header is None:
         header = _header(kind, type_name, step)
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    last = _last_second[0]
-    if last[0] != seconds:
-        last = _last_second[0] = (seconds, _SECONDS + varint(seconds))
+    second = _last_second[0]
+    if second[0] != seconds:
+        field = _SECONDS + varint(seconds)
+        second = _last_second[0] = (seconds, field, len(field))
     if nanos >= 0x10000000:  # most of the time: five bytes, set here without a call
-        stamp = last[1] + bytes(
-            (0x10, nanos & 0x7F | 0x80, nanos >> 7 & 0x7F | 0x80, nanos >> 14 & 0x7F | 0x80)
+        nanos_field = bytes(
+            (
+                0x10,
+                nanos & 0x7F | 0x80,
+                nanos >> 7 & 0x7F | 0x80,
+                nanos >> 14 & 0x7F | 0x80,
+                nanos >> 21 & 0x7F | 0x80,
+                nanos >> 28,
+            )
         )
-        stamp += bytes((nanos >> 21 & 0x7F | 0x80, nanos >> 28))
-    elif nanos:
-        stamp = last[1] + _NANOS + varint(nanos)
     else:
-        stamp = last[1]
+        nanos_field = _NANOS + varint(nanos) if nanos else b""
     return b"".join(
         (
             run_id_field,
@@ -150,8 +156,9 @@ def encode_event(
             _SEQUENCE,
             _BYTE[sequence] if sequence < 0x80 else varint(sequence),
             _TIME,
-            _BYTE[len(stamp)],
-            stamp,
+            _BYTE[second[2] + len(nanos_field)],  # a Timestamp's fields take under 128 bytes
+            second[1],
+            nanos_field,
             data,
         )
     )
@@ -162,7 +169,8 @@ def data_field(data: Mapping[str, Any] | None) -> bytes:
     if not data:
         return b""
     body = _struct(data)
-    return _DATA + varint(len(body)) + body
+    size = len(body)
+    return _DATA + (_BYTE[size] if size < 0x80 else varint(size)) + body
 
 
 def step_data(
@@ -179,8 +187,9 @@ def step_data(
         return started
     # Past the field's tag and length, one byte: the two entries take 47 bytes.
     body = started[2:] + _DURATION + _DOUBLE(duration_ms)
-    if error is not None:
-        body += _struct({"error": error})
+    if error is None:
+        return _DATA + _STEP_FINISHED_SIZE + body
+    body += _struct({"error": error})
     return _DATA + varint(len(body)) + body
 
 
@@ -246,6 +255,10 @@ def _number_entry(key: str) -> bytes:
 # STEP_STARTED data fields by (attempt, invocation); the entry that STEP_FINISHED adds.
 _STEP_STARTED: dict[tuple[int, int], bytes] = {}
 _DURATION = _number_entry("duration_ms")
+# The size of a STEP_FINISHED body without an error: the two entries, then the duration.
+_STEP_FINISHED_SIZE = _BYTE[
+    len(data_field({"attempt": 1, "invocation": 1})) - 2 + len(_DURATION) + 8
+]
 
 
 def _value(value: Any) -> bytes:
