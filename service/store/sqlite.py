@@ -42,7 +42,9 @@ SCHEMA_VERSION = 2
 MAX_BATCH = 5000
 LINGER = 0.001  # seconds a small batch waits for more work before it commits
 MAX_LINGER = 0.005  # the longest a batch waits while work keeps coming
-BUSY = 4  # operations arriving per LINGER that count as work still coming
+# Operations arriving per LINGER that count as work still coming: more than one run brings
+# (about 7 for a one-step run), so a lone caller's commit waits only LINGER.
+BUSY = 16
 SWITCH_INTERVAL = 0.001  # the interpreter's, while a store is open (see SqliteStore)
 PAGE = 256  # events read from the database per page when replaying history
 TAIL = 1024  # committed events of a live run kept in memory for followers keeping up

@@ -279,6 +279,7 @@ async def test_a_migration_that_fails_leaves_the_file_as_it_was(tmp_path: Path) 
     ("arriving", "sleeps"),
     [
         ([], 1),  # idle: a caller waits one LINGER
+        ([7], 1),  # the operations of one run: a lone caller waits one LINGER
         ([BUSY_OPS - 1], 1),  # a trickle is not worth waiting for
         ([BUSY_OPS, BUSY_OPS, 0], 3),  # busy for two intervals, then quiet
         ([BUSY_OPS] * 20, 5),  # busy throughout: at most MAX_LINGER, 5 ms
