@@ -121,7 +121,7 @@ class RunManager:
         self.check_payload("input", req.input)
         timeout = self._timeout(req)
         data = convert.struct_to_dict(req.input)
-        fingerprint = req.workflow + "\n" + json.dumps(data, sort_keys=True, separators=(",", ":"))
+        fingerprint = _fingerprint(req)
         if req.run_id:
             if not _RUN_ID.match(req.run_id):
                 raise InvalidArgumentError(
@@ -131,7 +131,7 @@ class RunManager:
                 )
             existing = await self.store.get_run(req.run_id)
             if existing is not None:
-                return self._same_run(existing, fingerprint)
+                return self._same_run(existing, fingerprint, data)
         if not self.accepting:
             raise ShuttingDownError("the server is shutting down and takes no new runs")
         if len(self.active) >= self.max_concurrent_runs:
@@ -167,7 +167,7 @@ class RunManager:
         if raced is not None:
             if slot and key is not None:
                 self._pass_slot(key)
-            return self._same_run(raced, fingerprint)
+            return self._same_run(raced, fingerprint, data)
         active = ActiveRun(self, run, data, trace_id=trace_id)
         active.key = key
         self.active[run.run_id] = active
@@ -237,8 +237,9 @@ class RunManager:
             nxt.end_unstarted(RunStatus.FAILED, type(e).__name__, f"the run could not start: {e}")
 
     @staticmethod
-    def _same_run(existing: StoredRun, fingerprint: str) -> pb.Run:
-        if existing.fingerprint != fingerprint:
+    def _same_run(existing: StoredRun, fingerprint: str, data: dict[str, Any]) -> pb.Run:
+        stored = existing.fingerprint
+        if stored != fingerprint and stored != _json_fingerprint(existing.run.workflow, data):
             raise RunAlreadyExistsError(
                 f"run_id '{existing.run.run_id}' already names a run of workflow "
                 f"'{existing.run.workflow}' with a different input; choose a new run_id "
@@ -528,6 +529,19 @@ def _queued_events(checkpoint: str | None) -> list[tuple[str, dict[str, Any]]] |
 
 def _status_name(status: int) -> str:
     return pb.RunStatus.Name(status).removeprefix("RUN_STATUS_")  # type: ignore[arg-type]
+
+
+def _fingerprint(req: pb.RunWorkflowRequest) -> str:
+    """What makes two starts of a run the same: the workflow and the input. The input's
+    deterministic serialization writes map keys sorted, so equal inputs give equal bytes
+    whatever order their keys came in."""
+    return req.workflow + "\n" + req.input.SerializeToString(deterministic=True).hex()
+
+
+def _json_fingerprint(workflow: str, data: dict[str, Any]) -> str:
+    """The fingerprint of runs stored by earlier versions: the input as canonical JSON.
+    Hex digits never start with '{', so the two kinds cannot be confused."""
+    return workflow + "\n" + json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def _encode_token(ordinal: int) -> str:

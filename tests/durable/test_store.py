@@ -243,8 +243,12 @@ async def test_a_version_1_database_is_migrated_and_its_runs_go_on(tmp_path: Pat
     try:
         ended = [e for e in old if e.run_id == "old-ended"]
         assert await served.events("old-ended") == ended
+        # Its fingerprint is of the earlier kind (canonical JSON): still recognised.
         same = await served.stub.RunWorkflow(req("ticker", _run_id="old-ended", count=1))
         assert same.run.status == pb.RUN_STATUS_SUCCEEDED
+        with pytest.raises(grpc.aio.AioRpcError) as other:
+            await served.stub.RunWorkflow(req("ticker", _run_id="old-ended", count=2))
+        assert other.value.code() == grpc.StatusCode.ALREADY_EXISTS
         # The going run was resumed: it starts again and its log goes on from sequence 2.
         going = await served.events("old-going")
         assert going[0] == next(e for e in old if e.run_id == "old-going")

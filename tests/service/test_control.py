@@ -1,11 +1,14 @@
 """GetRun, CancelRun, SendEvent (human in the loop) and idempotent run ids."""
 
 import asyncio
+import struct as struct_module
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 from service._pb import workflow_pb2 as pb
+from service.runs import _fingerprint
 
 from .conftest import Served, req, struct
 
@@ -150,6 +153,42 @@ async def test_same_run_id_with_other_input_or_workflow_already_exists(served: S
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await served.stub.RunWorkflow(other)
         assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def _entry(key: str, value: bytes) -> bytes:
+    """A Struct map entry on the wire: key = 1, value = 2 (a Value message)."""
+    body = b"\x0a" + bytes([len(key)]) + key.encode() + b"\x12" + bytes([len(value)]) + value
+    return b"\x0a" + bytes([len(body)]) + body
+
+
+def _number(x: float) -> bytes:
+    return b"\x11" + struct_module.pack("<d", x)
+
+
+def _nested(entries: list[bytes]) -> bytes:
+    body = b"".join(entries)
+    return b"\x2a" + bytes([len(body)]) + body
+
+
+def test_the_same_input_in_any_key_order_is_the_same_start() -> None:
+    """Map entries may come in any order on the wire (nested ones too); the idempotency
+    fingerprint does not depend on it, and differs for another input or workflow."""
+    inner = [_entry("x", _number(1)), _entry("y", _number(2))]
+    forward = [_entry("count", _number(2)), _entry("interval_ms", _number(0))]
+    forward.append(_entry("nested", _nested(inner)))
+    backward = [_entry("nested", _nested(inner[::-1])), forward[1], forward[0]]
+    assert b"".join(forward) != b"".join(backward)
+    one, two = (
+        pb.RunWorkflowRequest(workflow="ticker", input=struct_pb2.Struct.FromString(b"".join(e)))
+        for e in (forward, backward)
+    )
+    assert one.input == two.input
+    assert _fingerprint(one) == _fingerprint(two)
+    other = pb.RunWorkflowRequest(workflow="ticker", input=struct(count=3, interval_ms=0))
+    assert _fingerprint(other) != _fingerprint(one)
+    assert _fingerprint(pb.RunWorkflowRequest(workflow="echo", input=one.input)) != _fingerprint(
+        one
+    )
 
 
 async def test_concurrent_starts_with_one_run_id_make_one_run(served: Served) -> None:
