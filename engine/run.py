@@ -26,13 +26,13 @@ from .errors import (
     WorkflowTimeoutError,
 )
 from .events import Event, InputRequiredEvent, StopEvent
+from .listener import RunListener
 from .status import RunStatus
 
 if TYPE_CHECKING:
     from .context import Context
     from .graph import StepGraph, StepSpec
     from .handler import WorkflowHandler
-    from .listener import RunListener
     from .workflow import Workflow
 
 log = logging.getLogger("engine")
@@ -109,6 +109,7 @@ class Run:
         "listener",
         "loop",
         "next_id",
+        "on_sent",
         "parent",
         "pending",
         "queues",
@@ -140,11 +141,17 @@ class Run:
         self.ctx = ctx
         self.run_id = run_id
         self.listener = listener
+        # Most listeners ignore event_sent, and a dispatch is the engine's commonest call.
+        self.on_sent = (
+            listener.event_sent
+            if listener is not None and type(listener).event_sent is not RunListener.event_sent
+            else None
+        )
         self.timeout = timeout
         self.loop = asyncio.get_running_loop()
         self.handler: WorkflowHandler = None  # type: ignore[assignment]  # set by start()
         self.status = RunStatus.PENDING
-        self.tasks: dict[asyncio.Task[None], Work] = {}  # each invocation's, until it ends
+        self.tasks: dict[Work, asyncio.Task[None]] = {}  # each invocation's, until it ends
         self.active: dict[str, int] = {}
         self.queues: dict[str, deque[Work]] = {}
         self.in_flight: dict[int, Work] = {}
@@ -168,8 +175,8 @@ class Run:
 
     def dispatch(self, ev: Event, source: Work | None, step: str | None = None) -> None:
         """Route an event: to a waiting ``wait_for_event``, else to every accepting step."""
-        if self.listener is not None:
-            self.listener.event_sent(self.handler, ev, source.spec.name if source else None)
+        if self.on_sent is not None:
+            self.on_sent(self.handler, ev, source.spec.name if source else None)
         if self.waiters and self._deliver_to_waiter(ev):
             return
         if step is not None:
@@ -207,15 +214,13 @@ class Run:
         name = work.spec.name
         self.active[name] = self.active.get(name, 0) + 1
         self.in_flight[work.id] = work
-        task = self.loop.create_task(self._invoke(work))
-        self.tasks[task] = work
+        self.tasks[work] = self.loop.create_task(self._invoke(work))
 
     async def _invoke(self, work: Work) -> None:
         # The task's own bookkeeping happens here rather than in a done callback, which
         # would cost a loop callback per invocation. A task cancelled before it ran never
         # gets here: _end accounts for those.
         work.started = True
-        task = asyncio.current_task(self.loop)
         try:
             CURRENT_WORK.set(work)
             spec = work.spec
@@ -265,7 +270,7 @@ class Run:
                 log.error("engine error in run %s", self.run_id, exc_info=err)
                 self.fail(WorkflowRuntimeError(f"internal engine error: {err!r}"), err)
         finally:
-            del self.tasks[task]  # type: ignore[arg-type]
+            del self.tasks[work]
             if self.ending is not None and not self.tasks:
                 self._finalize()
 
@@ -502,11 +507,11 @@ class Run:
         self.waiters.clear()
         # Our loop's current task, if any: _end may run while asyncio.run() shuts down.
         current = asyncio.current_task(self.loop)
-        for task, work in list(self.tasks.items()):
+        for work, task in list(self.tasks.items()):
             if task is not current:
                 task.cancel()
                 if not work.started:
-                    del self.tasks[task]  # its coroutine will be closed without running
+                    del self.tasks[work]  # its coroutine will be closed without running
         if not self.tasks:
             self._finalize()
 
