@@ -42,9 +42,6 @@ SCHEMA_VERSION = 2
 MAX_BATCH = 5000
 LINGER = 0.001  # seconds a small batch waits for more work before it commits
 MAX_LINGER = 0.005  # the longest a batch waits while work keeps coming
-# Operations arriving per LINGER that count as work still coming: more than one run brings
-# (about 7 for a one-step run), so a lone caller's commit waits only LINGER.
-BUSY = 16
 SWITCH_INTERVAL = 0.001  # the interpreter's, while a store is open (see SqliteStore)
 PAGE = 256  # events read from the database per page when replaying history
 TAIL = 1024  # committed events of a live run kept in memory for followers keeping up
@@ -459,12 +456,13 @@ class SqliteStore(Store):
 
     def _write_loop(self) -> None:
         conn = self._write_conn
+        busy = False  # the last batch held the events of more than one run
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
-            gather(self._queue)
+            gather(self._queue, busy)
             while len(batch) < MAX_BATCH:
                 try:
                     item = self._queue.get_nowait()
@@ -492,6 +490,7 @@ class SqliteStore(Store):
                     "until it is fixed and restarted"
                 )
                 logs.event(log, logging.ERROR, "store_failed", path=str(self.path), error=str(e))
+            busy = len(committed) > 1
             try:
                 self._loop.call_soon_threadsafe(self._committed, committed, barriers, error)
             except RuntimeError:
@@ -549,19 +548,27 @@ class SqliteStore(Store):
             _shorten_switch_interval(-1)
 
 
-def gather(work: queue.SimpleQueue[Any], sleep: Callable[[float], None] = time.sleep) -> None:
-    """Let more work gather before a batch is taken: LINGER, and while work keeps coming,
-    up to MAX_LINGER. Most of a commit's cost is per batch (the pages it writes, its
-    statements, handing the GIL back and forth), so under load a longer batch costs less per
-    run, while on an idle server a caller waits only LINGER. Sleeping rather than polling
-    keeps the writer from contending for the GIL while the loop produces the work."""
-    seen = 0
-    for _ in range(max(1, round(MAX_LINGER / LINGER))):
-        sleep(LINGER)
+def gather(
+    work: queue.SimpleQueue[Any], busy: bool, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Let more work gather before a batch is taken: LINGER, then, when the last batch
+    was ``busy`` (it held more than one run's events), a LINGER more at a time while work
+    keeps coming, up to MAX_LINGER. Most of a commit's cost is per batch (the pages it
+    writes, its statements, handing the GIL back and forth), so under load a longer batch
+    costs less per run, while a lone caller's commit waits only LINGER. Whether to wait
+    longer does not hang on a rate, which a slower server would fall below and then stay
+    below, its batches small. Sleeping rather than polling keeps the writer from contending
+    for the GIL while the loop produces the work."""
+    seen = work.qsize()
+    sleep(LINGER)
+    if not busy:
+        return
+    for _ in range(round(MAX_LINGER / LINGER) - 1):
         queued = work.qsize()
-        if queued - seen < BUSY:
+        if queued == seen:
             return
         seen = queued
+        sleep(LINGER)
 
 
 def _apply(

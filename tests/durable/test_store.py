@@ -12,7 +12,6 @@ import pytest
 
 from service._pb import workflow_pb2 as pb
 from service.store import StoreError, open_store
-from service.store.sqlite import BUSY as BUSY_OPS
 
 from ..service.conftest import Served, req, serve
 
@@ -280,17 +279,17 @@ async def test_a_migration_that_fails_leaves_the_file_as_it_was(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("arriving", "sleeps"),
+    ("busy", "arriving", "sleeps"),
     [
-        ([], 1),  # idle: a caller waits one LINGER
-        ([7], 1),  # the operations of one run: a lone caller waits one LINGER
-        ([BUSY_OPS - 1], 1),  # a trickle is not worth waiting for
-        ([BUSY_OPS, BUSY_OPS, 0], 3),  # busy for two intervals, then quiet
-        ([BUSY_OPS] * 20, 5),  # busy throughout: at most MAX_LINGER, 5 ms
+        (False, [], 1),  # a lone caller waits one LINGER
+        (False, [50, 50], 1),  # whatever its own run adds meanwhile
+        (True, [], 1),  # after a busy batch, nothing more came
+        (True, [5, 1, 0], 3),  # work kept coming for two intervals, then stopped
+        (True, [1] * 20, 5),  # kept coming throughout: at most MAX_LINGER, 5 ms
     ],
 )
 def test_a_batch_waits_longer_only_while_work_keeps_coming(
-    arriving: list[int], sleeps: int
+    busy: bool, arriving: list[int], sleeps: int
 ) -> None:
     from service.store import sqlite as sqlite_store
 
@@ -302,5 +301,5 @@ def test_a_batch_waits_longer_only_while_work_keeps_coming(
         for _ in range(arriving[len(slept) - 1] if len(slept) <= len(arriving) else 0):
             work.put(("event",))
 
-    sqlite_store.gather(work, sleep)
+    sqlite_store.gather(work, busy, sleep)
     assert slept == [sqlite_store.LINGER] * sleeps
