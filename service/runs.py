@@ -131,7 +131,7 @@ class RunManager:
                 )
             existing = await self.store.get_run(req.run_id)
             if existing is not None:
-                return self._same_run(existing, fingerprint, data)
+                return self._same_run(existing, fingerprint, req.workflow, data)
         if not self.accepting:
             raise ShuttingDownError("the server is shutting down and takes no new runs")
         if len(self.active) >= self.max_concurrent_runs:
@@ -167,7 +167,7 @@ class RunManager:
         if raced is not None:
             if slot and key is not None:
                 self._pass_slot(key)
-            return self._same_run(raced, fingerprint, data)
+            return self._same_run(raced, fingerprint, req.workflow, data)
         active = ActiveRun(self, run, data, trace_id=trace_id)
         active.key = key
         self.active[run.run_id] = active
@@ -237,9 +237,13 @@ class RunManager:
             nxt.end_unstarted(RunStatus.FAILED, type(e).__name__, f"the run could not start: {e}")
 
     @staticmethod
-    def _same_run(existing: StoredRun, fingerprint: str, data: dict[str, Any]) -> pb.Run:
+    def _same_run(
+        existing: StoredRun, fingerprint: str, workflow: str, data: dict[str, Any]
+    ) -> pb.Run:
+        """The run ``existing`` if the request asks for the same start (``workflow``, with
+        ``data`` as input), or ALREADY_EXISTS."""
         stored = existing.fingerprint
-        if stored != fingerprint and stored != _json_fingerprint(existing.run.workflow, data):
+        if stored != fingerprint and stored != _json_fingerprint(workflow, data):
             raise RunAlreadyExistsError(
                 f"run_id '{existing.run.run_id}' already names a run of workflow "
                 f"'{existing.run.workflow}' with a different input; choose a new run_id "

@@ -245,9 +245,13 @@ async def test_a_version_1_database_is_migrated_and_its_runs_go_on(tmp_path: Pat
         # Its fingerprint is of the earlier kind (canonical JSON): still recognised.
         same = await served.stub.RunWorkflow(req("ticker", _run_id="old-ended", count=1))
         assert same.run.status == pb.RUN_STATUS_SUCCEEDED
-        with pytest.raises(grpc.aio.AioRpcError) as other:
-            await served.stub.RunWorkflow(req("ticker", _run_id="old-ended", count=2))
-        assert other.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        for other in (
+            req("ticker", _run_id="old-ended", count=2),
+            req("echo", _run_id="old-ended", count=1),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await served.stub.RunWorkflow(other)
+            assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
         # The going run was resumed: it starts again and its log goes on from sequence 2.
         going = await served.events("old-going")
         assert going[0] == next(e for e in old if e.run_id == "old-going")
