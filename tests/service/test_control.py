@@ -1,12 +1,13 @@
 """GetRun, CancelRun, SendEvent (human in the loop) and idempotent run ids."""
 
 import asyncio
-import struct as struct_module
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from service import wire
 from service._pb import workflow_pb2 as pb
 from service.runs import _fingerprint
 
@@ -155,32 +156,19 @@ async def test_same_run_id_with_other_input_or_workflow_already_exists(served: S
         assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
-def _entry(key: str, value: bytes) -> bytes:
-    """A Struct map entry on the wire: key = 1, value = 2 (a Value message)."""
-    body = b"\x0a" + bytes([len(key)]) + key.encode() + b"\x12" + bytes([len(value)]) + value
-    return b"\x0a" + bytes([len(body)]) + body
-
-
-def _number(x: float) -> bytes:
-    return b"\x11" + struct_module.pack("<d", x)
-
-
-def _nested(entries: list[bytes]) -> bytes:
-    body = b"".join(entries)
-    return b"\x2a" + bytes([len(body)]) + body
+def _in_order(data: dict[str, Any]) -> struct_pb2.Struct:
+    """``data`` as a Struct parsed from map entries written in the dict's order."""
+    return pb.WorkflowEvent.FromString(wire.data_field(data)).data
 
 
 def test_the_same_input_in_any_key_order_is_the_same_start() -> None:
     """Map entries may come in any order on the wire (nested ones too); the idempotency
     fingerprint does not depend on it, and differs for another input or workflow."""
-    inner = [_entry("x", _number(1)), _entry("y", _number(2))]
-    forward = [_entry("count", _number(2)), _entry("interval_ms", _number(0))]
-    forward.append(_entry("nested", _nested(inner)))
-    backward = [_entry("nested", _nested(inner[::-1])), forward[1], forward[0]]
-    assert b"".join(forward) != b"".join(backward)
+    forward = {"count": 2, "interval_ms": 0, "nested": {"x": 1, "y": 2}}
+    backward = {"nested": {"y": 2, "x": 1}, "interval_ms": 0, "count": 2}
+    assert wire.data_field(forward) != wire.data_field(backward)
     one, two = (
-        pb.RunWorkflowRequest(workflow="ticker", input=struct_pb2.Struct.FromString(b"".join(e)))
-        for e in (forward, backward)
+        pb.RunWorkflowRequest(workflow="ticker", input=_in_order(d)) for d in (forward, backward)
     )
     assert one.input == two.input
     assert _fingerprint(one) == _fingerprint(two)
