@@ -28,10 +28,11 @@ class WorkflowHandler(asyncio.Future[Any]):
     def __init__(self, run: Run) -> None:
         super().__init__(loop=run.loop)
         self._run = run
+        self._ctx = run.ctx  # the run lets go of its context when it ends
 
     @property
     def ctx(self) -> Context:
-        return self._run.ctx
+        return self._ctx
 
     @property
     def run_id(self) -> str:

@@ -528,3 +528,9 @@ class Run:
         if self.parent is not None and self.parent.children is not None:
             self.parent.children.discard(self.handler)
         self.handler.settle(status, result, error, self.via_future)
+        # Nothing runs for this run any more. Dropping the links back to it from its
+        # context, handler and listener leaves no reference cycle, so reference counting
+        # frees a finished run at once instead of the cyclic collector, later.
+        self.handler = None  # type: ignore[assignment]
+        self.listener = self.on_sent = None
+        self.ctx = None  # type: ignore[assignment]

@@ -17,9 +17,11 @@ from engine import (
     WorkflowRuntimeError,
     step,
 )
+from engine.run import Run, Work
 from engine.testing import WorkflowTestRunner
 
-from .helpers import collect_stream, other_tasks, outcome
+from ..cycles import cycle_garbage
+from .helpers import RecordingListener, collect_stream, other_tasks, outcome
 
 
 class ProgressEvent(Event):
@@ -267,3 +269,20 @@ async def test_a_run_ending_before_a_launched_step_starts_still_settles() -> Non
     assert not EndsBeforeItsSideStepStarts.side_ran
     await asyncio.sleep(0)
     assert other_tasks() == set()
+
+
+async def test_a_finished_run_is_freed_without_the_cycle_collector() -> None:
+    """A run that succeeded leaves no reference cycle among its run, context, handler and
+    listener, so reference counting frees it as soon as nobody holds its handler."""
+    await StreamingWorkflow().run()  # first-use imports and caches, outside the check
+    with cycle_garbage() as garbage:
+        handler = StreamingWorkflow().run(listener=RecordingListener())
+        streamed = await collect_stream(handler)
+        ctx = handler.ctx
+        assert await handler == "done"
+        assert len(streamed) == 4  # three progress events and the StopEvent
+        assert not ctx.is_running and ctx.run_id == handler.run_id  # usable after the end
+        assert handler.ctx is ctx
+        del handler, ctx
+    ours = (Run, Work, Context, WorkflowHandler, RecordingListener)
+    assert [type(o).__name__ for o in garbage if isinstance(o, ours)] == []

@@ -6,8 +6,12 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
+from engine import Context, WorkflowHandler
+from engine.run import Run, Work
 from service._pb import workflow_pb2 as pb
+from service.active_run import ActiveRun
 
+from ..cycles import cycle_garbage
 from .conftest import Served, req, serve, struct
 
 
@@ -178,3 +182,20 @@ async def test_oversized_input_is_refused_naming_the_limit(served: Served) -> No
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "input" in info.value.details()
     assert "max-payload-bytes" in info.value.details()
+
+
+async def test_ended_runs_are_freed_without_the_cycle_collector(served: Served) -> None:
+    """Runs answered by RunWorkflow(wait) or streamed to their end leave nothing of theirs
+    (ActiveRun, the engine's run, context and handler) in reference cycles: a busy server
+    frees each run when it ends instead of at the cyclic collector's next pass."""
+    await served.stub.RunWorkflow(req("echo", _wait=True, message="warm-up"))
+    with cycle_garbage() as garbage:
+        for i in range(5):
+            resp = await served.stub.RunWorkflow(req("echo", _wait=True, message=f"m{i}"))
+            assert resp.run.result.string_value == f"m{i}"
+        stream = served.stub.StreamEvents(
+            pb.StreamEventsRequest(start=req("ticker", count=3, interval_ms=0))
+        )
+        assert len([e async for e in stream]) == 3 + 4  # ticks, run and step events
+    ours = (ActiveRun, Run, Work, Context, WorkflowHandler)
+    assert [type(o).__name__ for o in garbage if isinstance(o, ours)] == []
