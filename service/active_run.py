@@ -298,8 +298,8 @@ class ActiveRun(RunListener):
         )
 
     def _release(self, status: str | None) -> None:
-        # Dropped at the end: a run's engine objects form reference cycles, left to the
-        # garbage collector; its spans and metric series need not wait for it.
+        # Dropped here rather than with this object, which a caller still waiting on
+        # the run may hold a little longer: the run's spans and series end with it.
         observers, self.observers = self.observers, ()
         for observer in observers:
             observer.run_ended(status)
