@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from . import convert
+from . import convert, wire
 from ._pb import workflow_pb2 as pb
 from ._pb import workflow_pb2_grpc as pb_grpc
 from .auth import Scope, allowed_workflows, authorize
@@ -42,9 +42,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             ]
         )
 
-    async def RunWorkflow(
+    async def RunWorkflow(  # type: ignore[override]  # answers serialized: see add_to_server
         self, request: pb.RunWorkflowRequest, context: Ctx
-    ) -> pb.RunWorkflowResponse:
+    ) -> bytes:
         async with GrpcErrors(context):
             authorize(_RUN, request.workflow)
             trace_id = caller_trace_id(call_metadata(context))
@@ -53,7 +53,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                 run = await self.manager.wait(run.run_id)  # durable once it answers
             else:
                 await self.manager.store.sync()  # the run exists once we say so, crash or not
-            return pb.RunWorkflowResponse(run=run)
+            return wire.run_response(run.SerializeToString())
 
     async def StreamEvents(  # type: ignore[override]  # sends encoded events: see add_to_server
         self, request: pb.StreamEventsRequest, context: Ctx
@@ -124,7 +124,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
 
 
 # The methods whose handlers return messages already serialized (bytes), sent as they are.
-_PRESERIALIZED = frozenset({"StreamEvents"})
+_PRESERIALIZED = frozenset({"RunWorkflow", "StreamEvents"})
 
 
 def add_to_server(servicer: WorkflowServicer, server: GenericOnly) -> None:

@@ -29,6 +29,8 @@ _TYPE = b"\x22"  # 4, length-delimited
 _STEP = b"\x2a"  # 5, length-delimited
 _DATA = b"\x32"  # 6, length-delimited (Struct)
 _TIME = b"\x3a"  # 7, length-delimited (Timestamp)
+# RunWorkflowResponse: run = 1.
+_RESPONSE_RUN = b"\x0a"
 # Struct: map<string, Value> fields = 1, each entry a message {key = 1, value = 2}.
 _ENTRY = b"\x0a"
 _ENTRY_KEY = b"\x0a"
@@ -108,6 +110,12 @@ def _cached(cache: dict[str, bytes], tag: bytes, text: str) -> bytes:
         if len(cache) < _CACHE_LIMIT:
             cache[text] = field
     return field
+
+
+def run_response(run: bytes) -> bytes:
+    """The ``RunWorkflowResponse`` whose ``run`` is the serialized ``Run`` given: building
+    the response message would copy the whole run into it first."""
+    return _RESPONSE_RUN + varint(len(run)) + run
 
 
 def run_id_field(run_id: str) -> bytes:

@@ -50,6 +50,7 @@ def test_the_field_numbers_the_encoder_assumes_are_the_contract_s() -> None:
         "nanos": (2, F.TYPE_INT32),
     }
     assert max(pb.EventKind.values()) < 0x80
+    assert _fields(pb.RunWorkflowResponse.DESCRIPTOR) == {"run": (1, F.TYPE_MESSAGE)}
 
 
 @pytest.mark.parametrize(
@@ -187,3 +188,12 @@ def test_step_data_is_the_data_field_of_its_dict() -> None:
         "duration_ms": 0.25,
         "error": "KeyError: 'x'",
     }
+
+
+def test_a_run_response_parses_to_the_response_holding_the_run() -> None:
+    run = pb.Run(run_id="r1", workflow="echo", status=pb.RUN_STATUS_SUCCEEDED, last_sequence=4)
+    run.input.update({"message": "é" * 100})  # a run longer than one varint byte
+    run.result.string_value = "é" * 100
+    run.labels["team"] = "a"
+    sent = wire.run_response(run.SerializeToString())
+    assert pb.RunWorkflowResponse.FromString(sent) == pb.RunWorkflowResponse(run=run)
