@@ -130,8 +130,9 @@ _PRESERIALIZED = frozenset({"RunWorkflow", "StreamEvents"})
 def add_to_server(servicer: WorkflowServicer, server: GenericOnly) -> None:
     """Register ``servicer`` as the generated ``add_WorkflowServiceServicer_to_server``
     does, except that ``StreamEvents`` yields each event as the bytes the event log holds
-    (``service.wire``) and grpc sends them without a serializer, and that the methods are
-    served by a generic handler only (see ``GenericOnly``)."""
+    (``service.wire``) and ``RunWorkflow`` returns its response's bytes, which grpc sends
+    without a serializer, and that the methods are served by a generic handler only (see
+    ``GenericOnly``)."""
     service = pb.DESCRIPTOR.services_by_name["WorkflowService"]
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
