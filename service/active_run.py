@@ -46,6 +46,7 @@ class ActiveRun(RunListener):
         "event_counts",
         "handler",
         "input",
+        "input_field",
         "key",
         "manager",
         "observers",
@@ -70,9 +71,13 @@ class ActiveRun(RunListener):
         resumed: bool = False,
         seen: set[tuple[int, int]] | None = None,
         trace_id: str | None = None,
+        input_field: bytes | None = None,
     ) -> None:
+        """``input_field``: the RUN_STARTED event's encoded data field, when the caller has
+        the input's Struct serialized already (None: encoded from ``input``)."""
         self.manager = manager
         self.input = input
+        self.input_field = input_field
         self.store = manager.store
         self.run = run
         self.run_id = run.run_id
@@ -141,7 +146,10 @@ class ActiveRun(RunListener):
         convert.stamp(self.run.started_at)
         self.store.update_run(self.run)
         self._emit(
-            pb.EVENT_KIND_RUN_STARTED, type(start_event).__name__, None, data_field(self.input)
+            pb.EVENT_KIND_RUN_STARTED,
+            type(start_event).__name__,
+            None,
+            data_field(self.input) if self.input_field is None else self.input_field,
         )
         logs.event(
             log,

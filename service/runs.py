@@ -23,7 +23,7 @@ from engine import (
 from engine.events import build_event
 from engine.ids import new_run_id
 
-from . import convert, logs
+from . import convert, logs, wire
 from ._pb import workflow_pb2 as pb
 from .active_run import ActiveRun
 from .concurrency import CONCURRENCY_KEY_LABEL, KeyLimiter, Overflow
@@ -110,7 +110,9 @@ class RunManager:
         return seconds
 
     def check_payload(self, field: str, message: Message) -> None:
-        size = message.ByteSize()
+        self._check_size(field, message.ByteSize())
+
+    def _check_size(self, field: str, size: int) -> None:
         if size > self.max_payload_bytes:
             raise PayloadTooLargeError(field, size, self.max_payload_bytes)
 
@@ -118,10 +120,12 @@ class RunManager:
         """Start a run (or return the one ``req.run_id`` already names); ``trace_id`` is
         the caller's, for log lines."""
         wf = self.workflow(req.workflow)
-        self.check_payload("input", req.input)
+        # The input serialized once: its size is checked, it makes the fingerprint and, as
+        # it is, the RUN_STARTED event's data.
+        fingerprint, raw_input = _fingerprint(req)
+        self._check_size("input", len(raw_input))
         timeout = self._timeout(req)
         data = convert.struct_to_dict(req.input)
-        fingerprint = _fingerprint(req)
         if req.run_id:
             if not _RUN_ID.match(req.run_id):
                 raise InvalidArgumentError(
@@ -168,7 +172,9 @@ class RunManager:
             if slot and key is not None:
                 self._pass_slot(key)
             return self._same_run(raced, fingerprint, req.workflow, data)
-        active = ActiveRun(self, run, data, trace_id=trace_id)
+        active = ActiveRun(
+            self, run, data, trace_id=trace_id, input_field=wire.struct_field(raw_input)
+        )
         active.key = key
         self.active[run.run_id] = active
         if key is None or slot:
@@ -535,11 +541,12 @@ def _status_name(status: int) -> str:
     return pb.RunStatus.Name(status).removeprefix("RUN_STATUS_")  # type: ignore[arg-type]
 
 
-def _fingerprint(req: pb.RunWorkflowRequest) -> str:
-    """What makes two starts of a run the same: the workflow and the input. The input's
-    deterministic serialization writes map keys sorted, so equal inputs give equal bytes
-    whatever order their keys came in."""
-    return req.workflow + "\n" + req.input.SerializeToString(deterministic=True).hex()
+def _fingerprint(req: pb.RunWorkflowRequest) -> tuple[str, bytes]:
+    """What makes two starts of a run the same, the workflow and the input, and the input's
+    serialization it is made from: deterministic, which writes map keys sorted, so equal
+    inputs give equal bytes whatever order their keys came in."""
+    raw_input = req.input.SerializeToString(deterministic=True)
+    return req.workflow + "\n" + raw_input.hex(), raw_input
 
 
 def _json_fingerprint(workflow: str, data: dict[str, Any]) -> str:

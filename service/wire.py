@@ -181,6 +181,14 @@ def data_field(data: Mapping[str, Any] | None) -> bytes:
     return _DATA + (_BYTE[size] if size < 0x80 else varint(size)) + body
 
 
+def struct_field(body: bytes) -> bytes:
+    """An event's encoded ``data`` field holding the serialized ``Struct`` ``body``: the
+    same data as ``data_field`` of that Struct's dict, the map entries in another order."""
+    if not body:
+        return b""
+    return _DATA + varint(len(body)) + body
+
+
 def step_data(
     attempt: int, invocation: int, duration_ms: float | None = None, error: str | None = None
 ) -> bytes:

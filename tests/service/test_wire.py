@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import FieldDescriptor
 
-from service import wire
+from service import convert, wire
 from service._pb import workflow_pb2 as pb
 
 F = FieldDescriptor
@@ -197,3 +197,17 @@ def test_a_run_response_parses_to_the_response_holding_the_run() -> None:
     run.labels["team"] = "a"
     sent = wire.run_response(run.SerializeToString())
     assert pb.RunWorkflowResponse.FromString(sent) == pb.RunWorkflowResponse(run=run)
+
+
+def test_a_serialized_struct_makes_the_data_field_of_its_dict() -> None:
+    """RUN_STARTED carries the request's input Struct as it was serialized: the same event
+    data as the dict the service converts that Struct to."""
+    rng = random.Random(1125)
+    for _ in range(500):
+        data = rng.choice([{}, {_text(rng) or "k": _json(rng) for _ in range(rng.randrange(1, 6))}])
+        body = struct_pb2.Struct()
+        body.update(data)
+        from_bytes = wire.struct_field(body.SerializeToString(deterministic=True))
+        from_dict = wire.data_field(convert.struct_to_dict(body))
+        assert pb.WorkflowEvent.FromString(from_bytes) == pb.WorkflowEvent.FromString(from_dict)
+        assert (from_bytes == b"") == (from_dict == b"")
