@@ -25,7 +25,7 @@ from . import convert, logs
 from ._pb import workflow_pb2 as pb
 from .errors import ResultTooLargeError
 from .observer import EventCount, RunObserver, observe_run
-from .wire import LoggedEvent, data_field, encode_event, run_id_field, step_data
+from .wire import LoggedEvent, data_field, encode_event, result_field, run_id_field, step_data
 
 if TYPE_CHECKING:
     from .runs import RunManager
@@ -268,29 +268,29 @@ class ActiveRun(RunListener):
             self._release(None)
             return
         record = self.run
-        data: dict[str, Any]
+        raw = b""
         if error is None:
-            result = convert.jsonable(result)
             value = convert.to_value(result)
-            if value.ByteSize() > self.manager.max_result_bytes:
+            raw = value.SerializeToString()  # also the event's: see result_field
+            if len(raw) > self.manager.max_result_bytes:
                 # Larger results would make every read of the run fail at the message limit.
                 status = RunStatus.FAILED
-                error = ResultTooLargeError(value.ByteSize(), self.manager.max_result_bytes)
+                error = ResultTooLargeError(len(raw), self.manager.max_result_bytes)
             else:
                 record.result.CopyFrom(value)
         record.status = convert.STATUS_TO_PB[status]
         convert.stamp(record.ended_at)
         if error is None:
-            data = {"result": result}
+            data = result_field(raw)
             type_name = "StopEvent"
         else:
             step = getattr(error, "step", "") or ""
             record.error.CopyFrom(
                 pb.RunError(type=type(error).__name__, message=str(error), step=step)
             )
-            data = {"type": type(error).__name__, "message": str(error), "step": step}
+            data = data_field({"type": type(error).__name__, "message": str(error), "step": step})
             type_name = type(error).__name__
-        self._emit(convert.TERMINAL_KIND[status], type_name, None, data_field(data), terminal=True)
+        self._emit(convert.TERMINAL_KIND[status], type_name, None, data, terminal=True)
         self._release(status.value)
         logs.event(
             log,

@@ -189,6 +189,15 @@ def struct_field(body: bytes) -> bytes:
     return _DATA + varint(len(body)) + body
 
 
+def result_field(value: bytes) -> bytes:
+    """The encoded ``data`` field ``{"result": value}`` of a RUN_SUCCEEDED event, from the
+    serialized ``Value`` of the run's result (protobuf serializes a large result far faster
+    than ``data_field`` encodes it)."""
+    entry = _RESULT_KEY + _ENTRY_VALUE + varint(len(value)) + value
+    body = _ENTRY + varint(len(entry)) + entry
+    return _DATA + varint(len(body)) + body
+
+
 def step_data(
     attempt: int, invocation: int, duration_ms: float | None = None, error: str | None = None
 ) -> bytes:
@@ -268,6 +277,7 @@ def _number_entry(key: str) -> bytes:
     return prefix
 
 
+_RESULT_KEY = _text(_ENTRY_KEY, "result")
 # STEP_STARTED data fields by (attempt, invocation); the entry that STEP_FINISHED adds.
 _STEP_STARTED: dict[tuple[int, int], bytes] = {}
 _DURATION = _number_entry("duration_ms")

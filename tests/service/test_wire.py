@@ -211,3 +211,13 @@ def test_a_serialized_struct_makes_the_data_field_of_its_dict() -> None:
         from_dict = wire.data_field(convert.struct_to_dict(body))
         assert pb.WorkflowEvent.FromString(from_bytes) == pb.WorkflowEvent.FromString(from_dict)
         assert (from_bytes == b"") == (from_dict == b"")
+
+
+def test_a_result_field_is_the_data_field_of_the_result() -> None:
+    """RUN_SUCCEEDED's data is made from the result's serialized Value: the same event data
+    as ``{"result": result}`` encoded from the JSON form."""
+    rng = random.Random(2511)
+    for result in [None, "", 0, True, [], {}, "x" * 300, *(_json(rng) for _ in range(500))]:
+        from_value = wire.result_field(convert.to_value(result).SerializeToString())
+        from_dict = wire.data_field({"result": result})
+        assert pb.WorkflowEvent.FromString(from_value) == pb.WorkflowEvent.FromString(from_dict)
