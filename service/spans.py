@@ -42,7 +42,14 @@ from opentelemetry.sdk.trace import (
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
@@ -59,6 +66,7 @@ _SAMPLED = int(TraceFlags.SAMPLED)
 _SAMPLED_AND_RANDOM = _SAMPLED | _RANDOM_TRACE_ID
 _FLAGS = [TraceFlags(i) for i in range(_SAMPLED_AND_RANDOM + 1)]  # made once, not per span
 _DEFAULT_SAMPLER = ParentBased(ALWAYS_ON).get_description()  # type: ignore[no-untyped-call]
+_TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
 _PRIMITIVES = (str, bool, int, float)
 _PRIMITIVE_TYPES = frozenset(_PRIMITIVES)
 _UNSET = Status(StatusCode.UNSET)
@@ -150,9 +158,13 @@ class LeanTracer(trace.Tracer):
         # The SDK's default generator: ids drawn here, without its method calls. Its ids
         # are never 0, so the span contexts made from them are valid.
         self._random_ids = type(self._ids) is RandomIdGenerator
-        # The SDK's default sampler decides from the parent alone: decided here, unasked.
+        # The SDK's default sampler decides from the parent alone, and its ratio sampler
+        # (OTEL_TRACES_SAMPLER=parentbased_traceidratio) a root span from its trace id: both
+        # decided here, unasked.
         description = self._sampler.get_description()
         self._default_sampler = description == _DEFAULT_SAMPLER
+        self._root_bound = _ratio_bound(self._sampler)
+        self._parent_decides = self._default_sampler or self._root_bound is not None
 
     def start_span(
         self,
@@ -174,7 +186,7 @@ class LeanTracer(trace.Tracer):
             valid = parent.is_valid
         state = DEFAULT_TRACE_STATE
         kept = attributes  # copied: the span adds to its own
-        if valid and (self._default_sampler or not parent[_IS_REMOTE]):
+        if valid and (self._parent_decides or not parent[_IS_REMOTE]):
             # The parent's decision stands (ParentBased: a local parent's always does).
             trace_id, state = parent[_TRACE_ID], parent[_TRACE_STATE]
             bits = parent[_TRACE_FLAGS] & _SAMPLED_AND_RANDOM
@@ -183,6 +195,10 @@ class LeanTracer(trace.Tracer):
             trace_id = (self._random_ids and _getrandbits(128)) or self._trace_id()
             bits = _SAMPLED | self._root_random
             recording = True
+        elif self._root_bound is not None:  # a root span, sampled by its trace id
+            trace_id = (self._random_ids and _getrandbits(128)) or self._trace_id()
+            recording = trace_id & _TRACE_ID_LIMIT < self._root_bound
+            bits = (_SAMPLED if recording else 0) | self._root_random
         else:
             if valid:
                 trace_id, random = parent.trace_id, parent.trace_flags & _RANDOM_TRACE_ID
@@ -426,6 +442,21 @@ def _parent_context(span: LeanSpan) -> SpanContext | None:
 
 LeanSpan._context = _MadeOnRead("_context", _own_context)  # type: ignore[assignment]
 LeanSpan._parent = _MadeOnRead("_parent", _parent_context)  # type: ignore[assignment]
+
+
+def _ratio_bound(sampler: Sampler) -> int | None:
+    """The bound below which ``ParentBased(TraceIdRatioBased(rate))``, with its default
+    samplers for parents, samples a root span (its trace id's low 64 bits); None for any
+    other sampler, which is asked for every root span. ``ParentBasedTraceIdRatio`` is what
+    ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` makes."""
+    root = getattr(sampler, "_root", None)
+    kinds = (ParentBased, ParentBasedTraceIdRatio)
+    if type(sampler) not in kinds or type(root) is not TraceIdRatioBased:
+        return None
+    plain = ParentBased(TraceIdRatioBased(root.rate))
+    if sampler.get_description() != plain.get_description():  # type: ignore[no-untyped-call]
+        return None  # other samplers for remote or local parents
+    return int(root.bound)
 
 
 def _valid(value: object) -> bool:

@@ -11,13 +11,21 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
 from service._pb import workflow_pb2 as pb
 from service.spans import (
     MAX_ATTRIBUTES,
     LeanTracer,
+    _ratio_bound,
     _span_context,
     attach,
     current_context,
@@ -158,6 +166,11 @@ async def test_exported_spans_encode_for_otlp_and_print_as_json() -> None:
         (None, "01", True),  # the SDK's default sampler, ParentBased(ALWAYS_ON)
         (None, "00", False),
         (None, None, True),
+        # OTEL_TRACES_SAMPLER=parentbased_traceidratio: the caller's decision, else the ratio
+        (ParentBased(TraceIdRatioBased(0.0)), "01", True),
+        (ParentBased(TraceIdRatioBased(1.0)), "00", False),
+        (ParentBased(TraceIdRatioBased(1.0)), None, True),
+        (ParentBased(TraceIdRatioBased(0.0)), None, False),
     ],
 )
 async def test_spans_follow_the_providers_sampler(
@@ -288,4 +301,31 @@ def test_children_of_an_unsampled_local_span_are_unsampled_without_asking() -> N
     for span in (grandchild, child, root):
         span.end()
     assert exporter.get_finished_spans() == ()
+    provider.shutdown()
+
+
+def test_root_spans_under_a_ratio_sampler_are_sampled_as_the_sdk_samples_them() -> None:
+    """The tracer decides ParentBased(TraceIdRatioBased) itself, from each root span's trace
+    id, as the SDK's sampler would; a sampler that differs in any part is asked instead."""
+    sampler = ParentBased(TraceIdRatioBased(0.25))
+    assert _ratio_bound(sampler) == TraceIdRatioBased(0.25).bound
+    assert (
+        _ratio_bound(ParentBased(TraceIdRatioBased(0.25), remote_parent_sampled=ALWAYS_OFF)) is None
+    )
+    assert _ratio_bound(ParentBased(ALWAYS_OFF)) is None
+    assert _ratio_bound(TraceIdRatioBased(0.25)) is None  # no parent-based part
+    assert _ratio_bound(ParentBasedTraceIdRatio(0.25)) == TraceIdRatioBased(0.25).bound
+    provider, exporter = recording_provider(sampler)
+    tracer = service_tracer(provider, "t")
+    sampled = 0
+    for _ in range(2000):
+        span = tracer.start_span("root", kind=SpanKind.SERVER, attributes={"a": 1})
+        ctx = span.get_span_context()
+        sdk = sampler.should_sample(None, ctx.trace_id, "root", SpanKind.SERVER, {"a": 1})
+        assert ctx.trace_flags.sampled == (sdk.decision is Decision.RECORD_AND_SAMPLE)
+        assert span.is_recording() == ctx.trace_flags.sampled and ctx.is_valid
+        sampled += ctx.trace_flags.sampled
+        span.end()
+    assert 400 < sampled < 600  # a quarter of 2,000, give or take
+    assert len(exporter.get_finished_spans()) == sampled
     provider.shutdown()
