@@ -214,7 +214,10 @@ class LeanTracer(trace.Tracer):
             recording = result.decision is not Decision.DROP
         span_id = (self._random_ids and _getrandbits(64)) or self._span_id()
         if not recording:
-            return trace.NonRecordingSpan(_span_context(trace_id, span_id, _FLAGS[bits], state))
+            unsampled: UnsampledSpan = _new_object(UnsampledSpan)
+            unsampled._trace = (trace_id, _FLAGS[bits], state)
+            unsampled._span_id = span_id
+            return unsampled
         span: LeanSpan = _new_object(LeanSpan)  # its fields set here: see LeanSpan
         span._name = name
         span._trace = (trace_id, _FLAGS[bits], state)
@@ -268,6 +271,12 @@ class LeanTracer(trace.Tracer):
                     told = with_span(parent) if context is None else context
                     self._on_start(span, parent_context=told)  # type: ignore[arg-type]
                 return span
+        elif type(parent) is UnsampledSpan:
+            # One of this tracer's unsampled spans (local, valid): its decision stands.
+            unsampled: UnsampledSpan = _new_object(UnsampledSpan)
+            unsampled._trace = parent._trace
+            unsampled._span_id = (self._random_ids and _getrandbits(64)) or self._span_id()
+            return unsampled
         elif type(parent) is trace.NonRecordingSpan:
             up = parent._context
             if up[_IS_VALID] and not up[_IS_REMOTE] and not up[_TRACE_FLAGS] & _SAMPLED:
@@ -431,7 +440,19 @@ class _MadeOnRead:
         return made
 
 
-def _own_context(span: LeanSpan) -> SpanContext:
+class UnsampledSpan(trace.NonRecordingSpan):
+    """A span this tracer sampled out: the API's ``NonRecordingSpan``, there to carry the
+    trace's context to child spans and outgoing calls, its ``SpanContext`` made from
+    ``_trace`` and ``_span_id`` (as a :class:`LeanSpan`'s) only if someone reads it."""
+
+    _trace: tuple[int, TraceFlags, TraceState]
+    _span_id: int
+
+    def __init__(self) -> None:
+        raise TypeError("UnsampledSpans are started by a LeanTracer")
+
+
+def _own_context(span: LeanSpan | UnsampledSpan) -> SpanContext:
     trace_id, flags, state = span._trace
     return _span_context(trace_id, span._span_id, flags, state)
 
@@ -442,6 +463,7 @@ def _parent_context(span: LeanSpan) -> SpanContext | None:
 
 LeanSpan._context = _MadeOnRead("_context", _own_context)  # type: ignore[assignment]
 LeanSpan._parent = _MadeOnRead("_parent", _parent_context)  # type: ignore[assignment]
+UnsampledSpan._context = _MadeOnRead("_context", _own_context)  # type: ignore[assignment]
 
 
 def _ratio_bound(sampler: Sampler) -> int | None:

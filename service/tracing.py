@@ -40,6 +40,7 @@ from .observer import ObserveRun, RunObserver
 from .spans import (
     LeanSpan,
     LeanTracer,
+    UnsampledSpan,
     attach,
     current_context,
     detach,
@@ -252,7 +253,7 @@ class _RpcSpans(HandlerWrapper):
             if type(span) is LeanSpan and context.code() is None:  # OK: the common case
                 span._attributes["rpc.grpc.status_code"] = 0  # type: ignore[index]
                 span.end()
-            else:
+            elif type(span) is not UnsampledSpan:  # which records nothing: nothing to end
                 _end(span, context, None)
             return response
 

@@ -329,3 +329,26 @@ def test_root_spans_under_a_ratio_sampler_are_sampled_as_the_sdk_samples_them() 
     assert 400 < sampled < 600  # a quarter of 2,000, give or take
     assert len(exporter.get_finished_spans()) == sampled
     provider.shutdown()
+
+
+def test_an_unsampled_span_is_the_apis_non_recording_span_its_context_made_on_read() -> None:
+    provider, exporter = recording_provider(ParentBased(ALWAYS_OFF))
+    tracer = service_tracer(provider, "t")
+    root = tracer.start_span("root")
+    child = tracer.start_child("child", root, None, {})  # type: ignore[attr-defined]
+    for span in (root, child):
+        assert isinstance(span, trace.NonRecordingSpan) and not span.is_recording()
+        assert "_context" not in vars(span)  # not made yet
+    ctx = child.get_span_context()
+    assert child.get_span_context() is ctx  # made once, then kept
+    assert isinstance(ctx, SpanContext) and ctx.is_valid and not ctx.trace_flags.sampled
+    assert ctx.trace_id == root.get_span_context().trace_id
+    assert ctx.span_id != root.get_span_context().span_id
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=with_span(child))
+    flags = int(ctx.trace_flags)  # not sampled; the random-id flag where the SDK has it
+    assert carrier["traceparent"] == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{flags:02x}"
+    child.end()
+    root.end()
+    assert exporter.get_finished_spans() == ()
+    provider.shutdown()
