@@ -60,6 +60,7 @@ class ActiveRun(RunListener):
         "slot",
         "store",
         "trace_id",
+        "unsaved",
         "waiters",
     )
 
@@ -90,7 +91,8 @@ class ActiveRun(RunListener):
         # (invocation, index) of stream events already in the log before a restart: a
         # re-run step writing them again must not repeat them to subscribers.
         self.seen = seen or None
-        self.checkpoint_due = False
+        self.checkpoint_due = False  # see service.checkpoints
+        self.unsaved = 0.0  # seconds its steps ran since its last checkpoint
         self.detached = False  # left to be resumed by the next server; record nothing more
         self.key: str | None = None  # the concurrency_key whose slot it holds or waits for
         self.slot = False  # holds one of its key's slots
@@ -180,6 +182,7 @@ class ActiveRun(RunListener):
         result: Event | None,
         error: BaseException | None,
     ) -> None:
+        self.unsaved += duration
         text = None if error is None else f"{type(error).__name__}: {error}"
         data = step_data(attempt, invocation, round(duration * 1000, 3), text)
         type_name = type(result).__name__ if result is not None else ""
@@ -228,13 +231,12 @@ class ActiveRun(RunListener):
         self._emit(kind, type(event).__name__, step, data, key=key)
 
     def step_completed(self, run: WorkflowHandler, step: str, invocation: int) -> None:
-        # One checkpoint per run per loop turn, however many of its steps completed in it.
-        if self.store.durable and not self.checkpoint_due:
-            self.checkpoint_due = True
-            asyncio.get_running_loop().call_soon(self.save_checkpoint)
+        if self.store.durable:
+            self.manager.checkpoints.add(self)  # see service.checkpoints
 
     def save_checkpoint(self) -> None:
         self.checkpoint_due = False
+        self.unsaved = 0.0
         handler = self.handler
         if handler is None or handler.done() or self.detached:
             return

@@ -6,6 +6,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
+from .checkpoints import CHECKPOINT_DELAY
 from .concurrency import CONCURRENCY_KEY_LABEL, Overflow
 
 # HTTP/2 streams one connection may have open at once: room for 10,000 subscribers on one
@@ -36,6 +37,7 @@ class Config:
     max_ended_runs: int | None = 100_000
     prune_interval: float = 60.0
     shutdown_grace: float = 10.0
+    checkpoint_delay: float = CHECKPOINT_DELAY
     log_level: str = "INFO"
     auth_tokens_file: str | None = None
     # The token document itself, from WORKFLOW_AUTH_TOKENS only: secrets never go on the
@@ -97,6 +99,13 @@ class _RefuseSecret(argparse.Action):
             f"{self.option_strings[0]}: secrets are not accepted on the command line; use "
             "--auth-tokens-file or the WORKFLOW_AUTH_TOKENS environment variable"
         )
+
+
+def _not_negative(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:  # NaN too
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return seconds
 
 
 def _port(value: str) -> int:
@@ -230,6 +239,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=float(_env("SHUTDOWN_GRACE", str(d.shutdown_grace))),
         help="seconds running runs get to finish on SIGTERM before they are cancelled",
     )
+    p.add_argument(
+        "--checkpoint-delay",
+        type=_not_negative,
+        default=_not_negative(_env("CHECKPOINT_DELAY", str(d.checkpoint_delay))),
+        help="seconds from a completed step to its run's checkpoint in a durable store; a "
+        "step that ran this long or longer is saved at once (0: after every step)",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", d.log_level))
     p.add_argument(
         "--auth-tokens-file",
@@ -315,6 +331,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_ended_runs=a.max_ended_runs,
         prune_interval=a.prune_interval,
         shutdown_grace=a.shutdown_grace,
+        checkpoint_delay=a.checkpoint_delay,
         log_level=a.log_level.upper(),
         auth_tokens_file=a.auth_tokens_file,
         auth_tokens=_env("AUTH_TOKENS", "") or None,

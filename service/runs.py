@@ -26,6 +26,7 @@ from engine.ids import new_run_id
 from . import convert, logs, wire
 from ._pb import workflow_pb2 as pb
 from .active_run import ActiveRun
+from .checkpoints import CHECKPOINT_DELAY, CheckpointSchedule
 from .concurrency import CONCURRENCY_KEY_LABEL, KeyLimiter, Overflow
 from .errors import (
     EventTypeUnknownError,
@@ -68,7 +69,10 @@ class RunManager:
         key_overflow: Overflow = Overflow.QUEUE,
         observers: Sequence[ObserveRun] = (),
         max_result_bytes: int = 4 * 1024 * 1024,
+        checkpoint_delay: float = CHECKPOINT_DELAY,
     ) -> None:
+        """``checkpoint_delay``: seconds from a step's completion to the durable store's
+        checkpoint of its run (see service.checkpoints)."""
         self.workflows = workflows
         self.observers = tuple(observers)  # metrics' and tracing's; none when both are off
         self.max_payload_bytes = max_payload_bytes
@@ -79,6 +83,7 @@ class RunManager:
         self.retention = retention
         self.max_ended_runs = max_ended_runs
         self.active: dict[str, ActiveRun] = {}
+        self.checkpoints = CheckpointSchedule(self.active, checkpoint_delay)
         # Runs sharing a concurrency_key label: at most max_runs_per_key of them running.
         self.keys: KeyLimiter[ActiveRun] | None = (
             KeyLimiter(max_runs_per_key) if max_runs_per_key else None
@@ -495,6 +500,7 @@ class RunManager:
                 active.save_checkpoint()
                 active.detached = True
             active.handler.cancel_run()
+        self.checkpoints.cancel()  # the runs left have theirs; the others ended
         if rest:
             await asyncio.wait([a.until_ended() for a in rest], timeout=5)
         self.store.interrupt_followers(

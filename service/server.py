@@ -20,6 +20,7 @@ from engine import Workflow
 from . import logs
 from ._pb import workflow_pb2 as pb
 from .auth import AuthInterceptor, TokenRegistry, load_tokens
+from .checkpoints import CHECKPOINT_DELAY
 from .concurrency import Overflow
 from .config import (
     KEEPALIVE_TIME,
@@ -110,6 +111,7 @@ class WorkflowServer:
         max_result_bytes: int = 4 * 1024 * 1024,
         prune_interval: float = 60.0,
         shutdown_grace: float = 10.0,
+        checkpoint_delay: float = CHECKPOINT_DELAY,
         max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION,
         keepalive_time: float = KEEPALIVE_TIME,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
@@ -156,6 +158,7 @@ class WorkflowServer:
             key_overflow=key_overflow,
             max_result_bytes=max_result_bytes,
             observers=observers,
+            checkpoint_delay=checkpoint_delay,
         )
         self.prune_interval = prune_interval
         self.shutdown_grace = shutdown_grace
@@ -307,6 +310,7 @@ async def serve(config: Config) -> None:
         keepalive_timeout=config.keepalive_timeout,
         prune_interval=config.prune_interval,
         shutdown_grace=config.shutdown_grace,
+        checkpoint_delay=config.checkpoint_delay,
         tokens=tokens,
         tls=tls,
         metrics=config.metrics_port > 0,

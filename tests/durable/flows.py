@@ -2,7 +2,7 @@
 
 import asyncio
 
-from engine import StartEvent, StopEvent, Workflow, step
+from engine import Event, StartEvent, StopEvent, Workflow, step
 
 
 class NapInput(StartEvent):
@@ -20,4 +20,28 @@ class ForgetfulWorkflow(Workflow):
         return StopEvent(result="rested")
 
 
-FLOWS: dict[str, Workflow] = {"forgetful": ForgetfulWorkflow()}
+class RelayInput(StartEvent):
+    first_seconds: float
+    second_seconds: float
+
+
+class Baton(Event):
+    seconds: float
+
+
+class RelayWorkflow(Workflow):
+    """Two steps in a row, each as long as its input says: a crash during the second shows
+    whether the first was checkpointed (it then does not run again)."""
+
+    @step
+    async def first(self, ev: RelayInput) -> Baton:
+        await asyncio.sleep(ev.first_seconds)
+        return Baton(seconds=ev.second_seconds)
+
+    @step
+    async def second(self, ev: Baton) -> StopEvent:
+        await asyncio.sleep(ev.seconds)
+        return StopEvent(result="arrived")
+
+
+FLOWS: dict[str, Workflow] = {"forgetful": ForgetfulWorkflow(), "relay": RelayWorkflow()}

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from workflow_client import Event, WorkflowClient
 
+from service.checkpoints import CHECKPOINT_DELAY
+
 from ..server_process import launch_server
 
 TICKS = 30  # 1.5 s a run: all 100 are still going when the server is killed
@@ -143,6 +145,51 @@ async def test_an_answer_acknowledged_before_a_crash_is_kept(
         await proc.wait()
         await start()
         assert await handle.result() == {"approved": False, "response": "no"}
+
+
+async def relay_through_a_crash(
+    server: tuple[Starter, str], first_seconds: float, pause: float
+) -> list[Event]:
+    """A relay run killed ``pause`` seconds into its second step; its events once it ended
+    on the next server."""
+    start, address = server
+    proc = await start()
+    async with WorkflowClient(address, reconnect_attempts=50, reconnect_delay=0.1) as client:
+        handle = await client.start(
+            "relay", first_seconds=first_seconds, second_seconds=3 * pause, run_id="relay"
+        )
+        async for ev in handle.events():
+            if ev.kind == "STEP_STARTED" and ev.step == "second":
+                break
+        await asyncio.sleep(pause)
+        proc.kill()
+        await proc.wait()
+        await start()
+        assert await handle.result() == "arrived"
+        events = [e async for e in handle.events()]
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    return events
+
+
+def started(events: list[Event], step: str) -> int:
+    return sum(1 for e in events if e.kind == "STEP_STARTED" and e.step == step)
+
+
+async def test_a_step_that_ran_the_checkpoint_delay_is_saved_at_once(
+    server: tuple[Starter, str],
+) -> None:
+    # Killed long before the delay is up: only the step's own length got it saved.
+    events = await relay_through_a_crash(server, CHECKPOINT_DELAY + 0.1, pause=0.2)
+    assert started(events, "first") == 1
+    assert started(events, "second") == 2  # in flight at the crash: it runs again
+
+
+async def test_quick_steps_are_saved_within_the_checkpoint_delay(
+    server: tuple[Starter, str],
+) -> None:
+    events = await relay_through_a_crash(server, 0, pause=CHECKPOINT_DELAY + 0.3)
+    assert started(events, "first") == 1
+    assert started(events, "second") == 2
 
 
 async def test_sigterm_leaves_durable_runs_to_the_next_start(
