@@ -2,8 +2,11 @@
 
 There is no driver task per run. Dispatching an event is a plain function call that either
 starts a task for the step invocation (when the step has a free worker slot) or queues it;
-when an invocation ends, its step's queue is served. A run therefore costs one task per
-step invocation plus a handful of small objects, and any number of runs share one loop.
+when an invocation ends, its step's queue is served. The run's only running invocation,
+ending, hands its task on to the first invocation it starts (any others get tasks of their
+own), so a chain of steps runs in one task. A run therefore costs a task per step
+invocation that runs beside others, one per chain, and a handful of small objects, and any
+number of runs share one loop.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine")
 
 _MISSING: Any = object()
+
+# Invocations one task runs back to back before it lets the loop run other work first.
+CHAIN_TURNS = 8
 
 # The step invocation the current task is running, if any. Set once per invocation task;
 # it tells the context which step is calling it and links child runs to their parent.
@@ -102,8 +108,10 @@ class Run:
         "collect",
         "ctx",
         "ending",
+        "finishing",
         "graph",
         "handler",
+        "handoff",
         "in_flight",
         "last_work",
         "listener",
@@ -152,6 +160,8 @@ class Run:
         self.handler: WorkflowHandler = None  # type: ignore[assignment]  # set by start()
         self.status = RunStatus.PENDING
         self.tasks: dict[Work, asyncio.Task[None]] = {}  # each invocation's, until it ends
+        self.finishing: Work | None = None  # the invocation whose task may take the next
+        self.handoff: Work | None = None  # what it launched first: its task runs it next
         self.active: dict[str, int] = {}
         self.queues: dict[str, deque[Work]] = {}
         self.in_flight: dict[int, Work] = {}
@@ -214,12 +224,32 @@ class Run:
         name = work.spec.name
         self.active[name] = self.active.get(name, 0) + 1
         self.in_flight[work.id] = work
+        if self.finishing is not None and self.handoff is None and len(self.tasks) == 1:
+            # The run's only task is ending: it runs this next (see _invoke). With other
+            # tasks of the run ready, this waits its turn behind them in a task of its own.
+            self.handoff = work
+            return
         self.tasks[work] = self.loop.create_task(self._invoke(work))
 
     async def _invoke(self, work: Work) -> None:
         # The task's own bookkeeping happens here rather than in a done callback, which
         # would cost a loop callback per invocation. A task cancelled before it ran never
         # gets here: _end accounts for those.
+        turns = 0
+        while True:
+            next_work = await self._run_work(work)
+            if next_work is None:
+                return
+            # Carry on with the invocation this one started, as its own task would, but
+            # without making one. Now and then the loop runs other work first, as it would
+            # between tasks: a chain of steps that never wait cannot hold it for long.
+            work = next_work
+            turns += 1
+            if turns % CHAIN_TURNS == 0:
+                await asyncio.sleep(0)
+
+    async def _run_work(self, work: Work) -> Work | None:
+        """Run one invocation to its end; the invocation this task is to run next, if any."""
         work.started = True
         try:
             CURRENT_WORK.set(work)
@@ -244,7 +274,7 @@ class Run:
                         result = await self._with_timeout(spec, work)
                 except Exception as e:
                     if self.ending is not None:
-                        return  # the run is over; whatever the step raised no longer matters
+                        return None  # the run is over; whatever the step raised no longer matters
                     if listener is not None:
                         duration = time.perf_counter() - began
                         listener.step_finished(
@@ -255,7 +285,7 @@ class Run:
                         delay = policy.next(time.perf_counter() - first_began, attempt, e)
                     if delay is None:
                         self.fail(StepFailedError(spec.name, attempt, e), e)
-                        return
+                        return None
                     await asyncio.sleep(delay)
                     continue
                 if listener is not None:
@@ -264,15 +294,24 @@ class Run:
                         self.handler, spec.name, work.id, attempt, duration, result, None
                     )
                 break
+            # What _work_done launches first is handed to this task (see _launch).
+            self.finishing = work
             self._work_done(work, result)
         except Exception as err:
             if self.ending is None:
                 log.error("engine error in run %s", self.run_id, exc_info=err)
                 self.fail(WorkflowRuntimeError(f"internal engine error: {err!r}"), err)
         finally:
-            del self.tasks[work]
-            if self.ending is not None and not self.tasks:
-                self._finalize()
+            task = self.tasks.pop(work)
+            next_work = self.handoff
+            self.finishing = self.handoff = None
+            if next_work is not None and self.ending is None:
+                self.tasks[next_work] = task
+            else:
+                next_work = None
+                if self.ending is not None and not self.tasks:
+                    self._finalize()
+        return next_work
 
     async def _with_timeout(self, spec: StepSpec, work: Work) -> Any:
         timeout = spec.config.timeout
