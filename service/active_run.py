@@ -57,6 +57,7 @@ class ActiveRun(RunListener):
         "run_id",
         "run_id_field",
         "seen",
+        "settled",
         "slot",
         "store",
         "trace_id",
@@ -85,6 +86,7 @@ class ActiveRun(RunListener):
         self.run_id_field = run_id_field(run.run_id)  # the start of every event's bytes
         self.handler: WorkflowHandler | None = None
         self.released = False  # ended and recorded, or left to the next server
+        self.settled = False  # released, and what it recorded is durable
         self.waiters: list[asyncio.Future[None]] | None = None  # see until_ended
         self.began = time.perf_counter()
         self.resumed = resumed
@@ -315,18 +317,25 @@ class ActiveRun(RunListener):
             observer.run_ended(status)
         self.manager.ended(self)
         self.released = True
+        # Waiters hear of the end once the store has it: a caller answered then needs no
+        # wait of its own for the commit, which would wake it a second time.
+        self.store.after_commit(self._settle)
+
+    def _settle(self) -> None:
+        self.settled = True
         waiters, self.waiters = self.waiters, None
         for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
     def until_ended(self) -> asyncio.Future[None]:
-        """A future of the caller's own that completes when the run has ended: cancelling it
+        """A future of the caller's own that completes when the run has ended and the store
+        holds its last record durably (or failed to: ``store.check()`` says): cancelling it
         (the caller went away) leaves the run and its other waiters alone. Cheaper than
         ``asyncio.shield`` of a shared future, which takes two loop callbacks to wake its
         caller."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.released:
+        if self.settled:
             waiter.set_result(None)
         elif self.waiters is None:
             self.waiters = [waiter]

@@ -283,9 +283,11 @@ class RunManager:
         """Wait for the run to end without tying its fate to the caller's."""
         active = self.active.get(run_id)
         if active is None:
-            return await self.get(run_id)
-        await active.until_ended()
-        await self.store.sync()  # answer only with what a crash cannot take back
+            run = await self.get(run_id)
+            await self.store.sync()  # it may have ended a moment ago
+            return run
+        await active.until_ended()  # and durable: answer only what a crash cannot take back
+        self.store.check()
         return active.run
 
     async def cancel(self, run_id: str) -> pb.Run:
@@ -311,7 +313,7 @@ class RunManager:
             )
         active.handler.cancel_run()
         await active.until_ended()
-        await self.store.sync()
+        self.store.check()
         return run
 
     async def send_event(self, run_id: str, type_name: str, data: dict[str, Any]) -> pb.Run:

@@ -126,6 +126,14 @@ class Store(ABC):
     async def sync(self) -> None:  # noqa: B027 - optional: nothing to wait for in memory
         """Wait until everything written so far is durable."""
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the loop once everything written so far is durable, or has
+        failed to be (``check`` then raises): at once where nothing waits for a disk."""
+        callback()
+
+    def check(self) -> None:  # noqa: B027 - optional: memory does not fail
+        """Raise the error that stopped the store from writing, if one did."""
+
     @abstractmethod
     async def close(self) -> None:
         """Flush and release resources."""

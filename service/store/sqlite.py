@@ -37,6 +37,8 @@ from .base import RunLog, RunQuery, Store, StoredRun, Unfinished
 log = logging.getLogger("service.store")
 
 T = TypeVar("T")
+# What waits for a batch to commit: a future (sync) or a callback (after_commit).
+Barrier = asyncio.Future[None] | Callable[[], None]
 
 SCHEMA_VERSION = 2
 MAX_BATCH = 5000
@@ -450,6 +452,15 @@ class SqliteStore(Store):
         self._queue.put(("barrier", done))
         await done
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        if self._error is not None or not self._writer.is_alive():
+            self._loop.call_soon(callback)
+        else:
+            self._queue.put(("barrier", callback))
+
+    def check(self) -> None:
+        self._check()
+
     def _check(self) -> None:
         if self._error is not None:
             raise self._error
@@ -473,7 +484,7 @@ class SqliteStore(Store):
                     break
                 batch.append(item)
             committed: dict[str, tuple[int, bool]] = {}
-            barriers: list[asyncio.Future[None]] = []
+            barriers: list[Barrier] = []
             error: StoreUnavailableError | None = None
             observe = self.observe_append
             began = time.perf_counter()
@@ -501,7 +512,7 @@ class SqliteStore(Store):
     def _committed(
         self,
         committed: dict[str, tuple[int, bool]],
-        barriers: list[asyncio.Future[None]],
+        barriers: list[Barrier],
         error: StoreUnavailableError | None,
     ) -> None:
         if error is not None:
@@ -509,7 +520,9 @@ class SqliteStore(Store):
             for waiting in self._logs.values():
                 waiting.wake()
             for f in barriers:
-                if not f.done():
+                if not isinstance(f, asyncio.Future):
+                    f()  # its caller sees the error through check()
+                elif not f.done():
                     f.set_exception(error)
             return
         for run_id, (seq, terminal) in committed.items():
@@ -530,7 +543,9 @@ class SqliteStore(Store):
                 self._live.pop(run_id, None)
             log_.wake()
         for f in barriers:
-            if not f.done():
+            if not isinstance(f, asyncio.Future):
+                f()
+            elif not f.done():
                 f.set_result(None)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -575,7 +590,7 @@ def _apply(
     conn: sqlite3.Connection,
     batch: list[tuple[Any, ...]],
     committed: dict[str, tuple[int, bool]],
-    barriers: list[asyncio.Future[None]],
+    barriers: list[Barrier],
 ) -> None:
     """Write one batch in one transaction, a statement per kind of row: a run's several
     status updates and checkpoints in a batch come down to its latest one."""

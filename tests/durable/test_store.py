@@ -58,6 +58,56 @@ async def test_ended_runs_and_their_history_survive_a_restart(tmp_path: Path) ->
         await shut(second)
 
 
+async def test_a_waited_run_is_answered_once_its_record_is_committed(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    served = await restartable(f"sqlite:///{db}")
+    try:
+        done = await asyncio.gather(
+            *(served.stub.RunWorkflow(req("echo", _wait=True, message=f"m{i}")) for i in range(20))
+        )
+        # Read by another connection the moment the answers are in: every run is there,
+        # ended, with its last event.
+        with sqlite3.connect(db) as other:
+            for d in done:
+                status, seq = other.execute(
+                    "SELECT status, (SELECT MAX(seq) FROM events AS e WHERE e.ordinal = r.ordinal)"
+                    " FROM runs AS r WHERE run_id = ?",
+                    (d.run.run_id,),
+                ).fetchone()
+                assert (status, seq) == (pb.RUN_STATUS_SUCCEEDED, d.run.last_sequence)
+    finally:
+        await shut(served)
+
+
+async def test_after_commit_calls_back_once_earlier_writes_are_readable(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    store = open_store(f"sqlite:///{db}")
+    seen: list[tuple[int, ...] | None] = []
+    done = asyncio.Event()
+
+    def read() -> None:
+        with sqlite3.connect(db) as other:
+            seen.append(other.execute("SELECT status FROM runs WHERE run_id = 'r'").fetchone())
+        done.set()
+
+    try:
+        run = pb.Run(run_id="r", workflow="echo", status=pb.RUN_STATUS_RUNNING)
+        assert await store.insert_run(run, "fingerprint") is None
+        run.status = pb.RUN_STATUS_SUCCEEDED
+        store.update_run(run)
+        store.after_commit(read)
+        assert seen == []  # never from within the call
+        await asyncio.wait_for(done.wait(), 5)
+        assert seen == [(pb.RUN_STATUS_SUCCEEDED,)]
+    finally:
+        await store.close()
+    called: list[int] = []
+    store.after_commit(lambda: called.append(1))  # closed: on the next loop turn all the same
+    assert called == []
+    await asyncio.sleep(0)
+    assert called == [1]
+
+
 async def test_a_long_history_replays_in_pages(tmp_path: Path) -> None:
     served = await restartable(f"sqlite:///{tmp_path}/runs.db")
     try:
