@@ -244,7 +244,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         type=_not_negative,
         default=_not_negative(_env("CHECKPOINT_DELAY", str(d.checkpoint_delay))),
         help="seconds from a completed step to its run's checkpoint in a durable store; a "
-        "step that ran this long or longer is saved at once (0: after every step)",
+        "run whose unsaved steps ran this long in all is saved at once (0: after every step)",
     )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", d.log_level))
     p.add_argument(
