@@ -7,7 +7,8 @@ that ends before its checkpoint is due needs none: its committed events say how 
 One checkpoint covers every step a run completed since the last. What a crash costs is
 bounded either way: the completed steps a checkpoint does not cover yet ran for less than
 ``delay`` in all, and run again on resume, as a step that was in flight does (steps are
-at-least-once). A step that took ``delay`` or longer has its run saved at once.
+at-least-once). A run whose unsaved steps took ``delay`` or longer in all (one long step,
+or many short ones) is saved on the next loop turn.
 """
 
 from __future__ import annotations
