@@ -41,7 +41,7 @@ async def test_quick_steps_are_saved_once_after_the_delay() -> None:
     assert run.saved_at == []
     await asyncio.sleep(DELAY)
     assert len(run.saved_at) == 1  # one checkpoint covers the three steps
-    assert DELAY - 0.01 <= run.saved_at[0] - began < DELAY + 0.1
+    assert DELAY - 0.01 <= run.saved_at[0] - began < 2 * DELAY
     run.step(schedule)  # a step after the save is due a delay after it completes
     await asyncio.sleep(DELAY + 0.05)
     assert len(run.saved_at) == 2
@@ -82,15 +82,20 @@ async def test_quick_steps_adding_up_to_the_delay_are_saved_at_once() -> None:
 
 
 async def test_runs_are_saved_in_the_order_their_steps_completed() -> None:
+    loop = asyncio.get_running_loop()
     runs = {name: FakeRun(name) for name in "abc"}
     schedule = CheckpointSchedule(runs, DELAY)
+    completed = []
     for name in "abc":
+        completed.append(loop.time())
         runs[name].step(schedule)
         await asyncio.sleep(0.05)
     await asyncio.sleep(DELAY)
     times = [runs[name].saved_at[0] for name in "abc"]
     assert times == sorted(times)
-    assert times[2] - times[0] >= 0.09  # each at its own time, not all at the first's
+    # Each when its own delay is up, never at the first one's (late is the loop's doing).
+    for done, saved in zip(completed, times, strict=True):
+        assert saved >= done + DELAY - 0.003
 
 
 async def test_a_delay_of_zero_saves_after_every_loop_turn_with_a_step() -> None:
