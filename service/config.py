@@ -254,7 +254,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="JSON file of the bearer tokens callers must send (see README, Security); "
         "WORKFLOW_AUTH_TOKENS may hold the same document instead",
     )
-    p.add_argument("--auth-tokens", action=_RefuseSecret, help=argparse.SUPPRESS)
+    # nargs="?": refused with its reason whatever the value looks like (even "-...").
+    p.add_argument("--auth-tokens", nargs="?", action=_RefuseSecret, help=argparse.SUPPRESS)
     p.add_argument(
         "--insecure",
         action="store_true",

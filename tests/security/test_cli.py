@@ -128,18 +128,22 @@ def test_wf_refuses_unusable_credential_options(
     empty = tmp_path / "empty"
     empty.write_text("\n")
     wf = SecureWf(mtls_server.address)
-    missing_file, empty_file, half_pair, token_flag = wf.many(
+    dashed = "-" + TOKENS["admin"].secret  # a token may start with "-" (token_urlsafe)
+    missing_file, empty_file, half_pair, token_flag, dash_flag, dash_joined = wf.many(
         ["--token-file", str(tmp_path / "nope"), "workflows"],
         ["--token-file", str(empty), "workflows"],
         ["--tls-cert", str(certs.client.cert), "workflows"],
         ["--token", TOKENS["admin"].secret, "workflows"],
+        ["--token", dashed, "workflows"],
+        [f"--token={dashed}", "workflows"],
     )
     assert missing_file.code == 2 and "--token-file" in missing_file.err
     assert empty_file.code == 2 and "empty" in empty_file.err
     assert half_pair.code == 2 and "--tls-key" in half_pair.err
     # No --token option: a secret on the command line is visible to every local user.
-    assert token_flag.code == 2 and "WF_TOKEN" in token_flag.err
-    for r in (missing_file, empty_file, half_pair, token_flag):
+    for r in (token_flag, dash_flag, dash_joined):
+        assert r.code == 2 and "WF_TOKEN" in r.err, r
+    for r in (missing_file, empty_file, half_pair, token_flag, dash_flag, dash_joined):
         assert TOKENS["admin"].secret not in r.err
 
 

@@ -164,6 +164,11 @@ def test_tokens_are_not_a_command_line_option_nor_in_the_config_repr(
             parse_args([option, token_document()])
         assert info.value.code == 2
         assert TOKENS["admin"].secret not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a value argparse would read as an option
+        parse_args(["--auth-tokens", "-" + TOKENS["admin"].secret])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "WORKFLOW_AUTH_TOKENS" in err and TOKENS["admin"].secret not in err
     monkeypatch.setenv("WORKFLOW_AUTH_TOKENS", token_document())
     config = parse_args([])
     assert config.auth_tokens == token_document()

@@ -52,7 +52,9 @@ def add_options(parser: argparse.ArgumentParser, hidden: bool = False) -> None:
             kw["help"] = argparse.SUPPRESS
         parser.add_argument(*names, **kw)  # type: ignore[arg-type]
 
-    parser.add_argument("--token", action=_RefuseSecret, help=argparse.SUPPRESS)
+    # nargs="?": refused with its reason even when the secret starts with "-", which
+    # argparse would otherwise not take as the option's value.
+    parser.add_argument("--token", nargs="?", action=_RefuseSecret, help=argparse.SUPPRESS)
     add(
         "--token-file",
         metavar="PATH",
