@@ -51,7 +51,6 @@ class ActiveRun(RunListener):
         "manager",
         "observers",
         "queued",
-        "released",
         "resumed",
         "run",
         "run_id",
@@ -85,8 +84,7 @@ class ActiveRun(RunListener):
         self.run_id = run.run_id
         self.run_id_field = run_id_field(run.run_id)  # the start of every event's bytes
         self.handler: WorkflowHandler | None = None
-        self.released = False  # ended and recorded, or left to the next server
-        self.settled = False  # released, and what it recorded is durable
+        self.settled = False  # ended (or left to the next server), its record durable
         self.waiters: list[asyncio.Future[None]] | None = None  # see until_ended
         self.began = time.perf_counter()
         self.resumed = resumed
@@ -316,7 +314,6 @@ class ActiveRun(RunListener):
         for observer in observers:
             observer.run_ended(status)
         self.manager.ended(self)
-        self.released = True
         # Waiters hear of the end once the store has it: a caller answered then needs no
         # wait of its own for the commit, which would wake it a second time.
         self.store.after_commit(self._settle)
