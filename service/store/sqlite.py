@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -37,8 +38,8 @@ from .base import RunLog, RunQuery, Store, StoredRun, Unfinished
 log = logging.getLogger("service.store")
 
 T = TypeVar("T")
-# What waits for a batch to commit: a future (sync) or a callback (after_commit).
-Barrier = asyncio.Future[None] | Callable[[], None]
+# What waits for a batch to commit: a callback (after_commit; sync waits through one).
+Barrier = Callable[[], None]
 
 SCHEMA_VERSION = 2
 MAX_BATCH = 5000
@@ -449,8 +450,9 @@ class SqliteStore(Store):
         """Wait until everything written so far has committed."""
         self._check()
         done: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put(("barrier", done))
+        self.after_commit(functools.partial(_resolve, done))
         await done
+        self._check()  # a failed batch resolves its waiters too
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         if self._error is not None or not self._writer.is_alive():
@@ -519,11 +521,8 @@ class SqliteStore(Store):
             self._error = error
             for waiting in self._logs.values():
                 waiting.wake()
-            for f in barriers:
-                if not isinstance(f, asyncio.Future):
-                    f()  # its caller sees the error through check()
-                elif not f.done():
-                    f.set_exception(error)
+            for callback in barriers:
+                callback()  # its caller sees the error through check()
             return
         for run_id, (seq, terminal) in committed.items():
             log_ = self._logs.get(run_id)
@@ -542,11 +541,8 @@ class SqliteStore(Store):
                 del self._logs[run_id]
                 self._live.pop(run_id, None)
             log_.wake()
-        for f in barriers:
-            if not isinstance(f, asyncio.Future):
-                f()
-            elif not f.done():
-                f.set_result(None)
+        for callback in barriers:
+            callback()
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._loop.run_in_executor(self._reader, fn, self._read_conn)
@@ -561,6 +557,11 @@ class SqliteStore(Store):
         if self._holds_interval:
             self._holds_interval = False
             _shorten_switch_interval(-1)
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():  # its waiter may have gone (cancelled)
+        done.set_result(None)
 
 
 def gather(
