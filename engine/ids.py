@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 
 _RAND_B = (1 << 62) - 1
+_BATCH = 256  # ids' worth of randomness read from the OS at a time
+
+# Random 80-bit numbers read from the OS a batch at a time. os.urandom lets go of the GIL
+# around its system call, and a busy server's other threads then take it: one read per id
+# made every run start wait for the GIL. deque.popleft is atomic, so threads never share a
+# number; a forked child drops its parent's.
+_pool: collections.deque[int] = collections.deque()
+os.register_at_fork(after_in_child=_pool.clear)
+
+
+def _refill() -> None:
+    data = os.urandom(10 * _BATCH)
+    _pool.extend(int.from_bytes(data[i : i + 10], "big") for i in range(0, len(data), 10))
 
 
 def new_run_id() -> str:
@@ -14,7 +28,11 @@ def new_run_id() -> str:
     Stores index runs by id; ids that grow with time land at the end of those indexes
     instead of on a random page each."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    try:
+        rand = _pool.popleft()
+    except IndexError:
+        _refill()
+        rand = _pool.popleft()
     value = (
         (ms & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76  # version 7
