@@ -143,6 +143,7 @@ class Run:
         listener: RunListener | None,
         timeout: float | None,
         retain_stream: bool,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.workflow = workflow
         self.graph = graph
@@ -156,7 +157,7 @@ class Run:
             else None
         )
         self.timeout = timeout
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop
         self.handler: WorkflowHandler = None  # type: ignore[assignment]  # set by start()
         self.status = RunStatus.PENDING
         self.tasks: dict[Work, asyncio.Task[None]] = {}  # each invocation's, until it ends

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import weakref
 from collections.abc import Callable
@@ -165,12 +166,14 @@ class Workflow:
         listener: RunListener | None = None,
         timeout: float | None = _DEFAULT,
         retain_stream: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> WorkflowHandler:
         """Start a run with host options (``run()`` is the same with keyword input).
 
         ``listener`` hears the run's lifecycle; ``timeout`` overrides the workflow's;
         ``retain_stream=False`` keeps no stream history in memory (for hosts that consume
-        the stream through the listener).
+        the stream through the listener); ``loop``, the running loop, saves a host that
+        starts many runs looking it up for each (on Python 3.11 a lookup is a system call).
         """
         graph = self._graph
         if ctx is None:
@@ -194,6 +197,7 @@ class Workflow:
             listener,
             self.timeout if timeout is _DEFAULT else timeout,
             retain_stream,
+            loop or asyncio.get_running_loop(),
         )
         handler = run.handler = WorkflowHandler(run)
         ctx._workflow = self

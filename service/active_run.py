@@ -331,7 +331,7 @@ class ActiveRun(RunListener):
         (the caller went away) leaves the run and its other waiters alone. Cheaper than
         ``asyncio.shield`` of a shared future, which takes two loop callbacks to wake its
         caller."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = self.manager.loop.create_future()
         if self.settled:
             waiter.set_result(None)
         elif self.waiters is None:

@@ -83,6 +83,7 @@ class RunManager:
         self.retention = retention
         self.max_ended_runs = max_ended_runs
         self.active: dict[str, ActiveRun] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # see loop
         self.checkpoints = CheckpointSchedule(self.active, checkpoint_delay)
         # Runs sharing a concurrency_key label: at most max_runs_per_key of them running.
         self.keys: KeyLimiter[ActiveRun] | None = (
@@ -201,6 +202,15 @@ class RunManager:
             )
         return run
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop runs go on, looked up once: on Python 3.11 each lookup of the running
+        loop asks the OS for the process id, a system call per run or two."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
     def _concurrency_key(self, labels: Mapping[str, str]) -> str | None:
         """The run's concurrency_key, when per-key limits are on and it has one."""
         if self.keys is None:
@@ -225,6 +235,7 @@ class RunManager:
             listener=active,
             timeout=timeout,
             retain_stream=False,
+            loop=self.loop,
         )
         if pending:
             for type_name, data in pending:
