@@ -25,15 +25,13 @@ from . import convert, logs
 from ._pb import workflow_pb2 as pb
 from .errors import ResultTooLargeError
 from .observer import EventCount, RunObserver, observe_run
-from .wire import LoggedEvent, data_field, encode_event, result_field, run_id_field, step_data
+from .wire import LoggedEvent, data_field, result_field, run_id_field, step_data
 
 if TYPE_CHECKING:
     from .runs import RunManager
 
 # The run manager's logger: a run's lines read as the manager's, whichever module writes them.
 log = logging.getLogger("service.runs")
-
-_new_tuple = tuple.__new__
 
 
 class ActiveRun(RunListener):
@@ -120,13 +118,11 @@ class ActiveRun(RunListener):
         run = self.run
         sequence = run.last_sequence + 1
         run.last_sequence = sequence
-        wire = encode_event(
-            self.run_id_field, sequence, kind, type_name, step, data, time.time_ns()
+        event = LoggedEvent.lazy(
+            (self.run_id_field, sequence, kind, type_name, step, data, time.time_ns())
         )
         if terminal:
             self.store.update_run(run)  # the final record, with its last sequence
-        # The tuple itself: a NamedTuple's constructor is a Python call.
-        event = _new_tuple(LoggedEvent, (sequence, kind, wire))
         self.store.append_event(self.run_id, event, terminal, key)
         counts = self.event_counts
         if counts is not None:

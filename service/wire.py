@@ -1,11 +1,12 @@
 """Run events encoded straight into protobuf's wire format.
 
 Every event is written once and then kept, stored and sent many times over, so the event
-log holds each one as the bytes of its ``workflow.v1.WorkflowEvent``: the SQLite store
-writes them as they are, and ``StreamEvents`` sends them without serializing again. A
-message kept as a protobuf object costs about 1.4 KB of memory (a small event's bytes,
-about 100), and building one through protobuf's Python API, its ``data`` Struct entry by
-entry, then serializing it takes more interpreter work than writing the bytes here.
+log holds each one as the bytes of its ``workflow.v1.WorkflowEvent``, encoded when first
+needed: the SQLite store's writer writes them as they are, and ``StreamEvents`` sends them
+without serializing again. A message kept as a protobuf object costs about 1.4 KB of
+memory (a small event's bytes, about 100), and building one through protobuf's Python
+API, its ``data`` Struct entry by entry, then serializing it takes more interpreter work
+than writing the bytes here.
 
 The field numbers below are those of ``protos/workflow/v1/workflow.proto`` and of the
 well-known types; ``tests/service/test_wire.py`` checks them against the generated
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 _DOUBLE = struct.Struct("<d").pack
 _BYTE = tuple(bytes((i,)) for i in range(256))
@@ -63,12 +64,52 @@ _KEYS: dict[str, bytes] = {}
 _last_second: list[tuple[int, bytes, int]] = [(-1, b"", 0)]
 
 
-class LoggedEvent(NamedTuple):
-    """One event of a run's log: what readers filter on, and the message's bytes."""
+class LoggedEvent:
+    """One event of a run's log: what readers filter on, and the message's bytes.
 
-    sequence: int
-    kind: int
-    wire: bytes  # a serialized workflow.v1.WorkflowEvent
+    The bytes are encoded when first read, from the fields the event was logged with
+    (``lazy``): a run started with ``RunWorkflow(wait)`` in memory, which nobody streams,
+    is never encoded. Threads may read ``wire`` at once (the SQLite writer does): each
+    then encodes the same bytes."""
+
+    __slots__ = ("_fields", "_wire", "kind", "sequence")
+
+    def __init__(self, sequence: int, kind: int, wire: bytes) -> None:
+        self.sequence = sequence
+        self.kind = kind
+        self._wire: bytes | None = wire
+        self._fields: EventFields | None = None
+
+    @classmethod
+    def lazy(cls, fields: EventFields) -> LoggedEvent:
+        """The event ``encode_event(*fields)`` describes, not yet encoded."""
+        event = _new_object(cls)
+        event.sequence = fields[1]
+        event.kind = fields[2]
+        event._wire = None
+        event._fields = fields
+        return event
+
+    @property
+    def wire(self) -> bytes:
+        """The serialized ``workflow.v1.WorkflowEvent``."""
+        # _fields is read before _wire and cleared after it is set, so a thread that finds
+        # no bytes still holds the fields to encode.
+        fields = self._fields
+        wire = self._wire
+        if wire is None:
+            assert fields is not None
+            wire = self._wire = encode_event(*fields)
+            self._fields = None
+        return wire
+
+    def __repr__(self) -> str:
+        return f"LoggedEvent(sequence={self.sequence}, kind={self.kind})"
+
+
+# encode_event's arguments: run_id field, sequence, kind, type, step, data field, time (ns).
+EventFields = tuple[bytes, int, int, str, "str | None", bytes, int]
+_new_object = object.__new__
 
 
 def varint(n: int) -> bytes:

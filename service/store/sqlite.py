@@ -332,8 +332,8 @@ class SqliteStore(Store):
             ordinal = self._live[run_id].ordinal
             log_ = self._logs[run_id] = _Log(ordinal, event.sequence - 1)
         log_.events.append(event)
-        sequence, _, wire = event
-        self._queue.put(("event", run_id, log_.ordinal, sequence, *key, wire, terminal))
+        # Encoded by the writer (see LoggedEvent), off the event loop.
+        self._queue.put(("event", run_id, log_.ordinal, event, *key, terminal))
 
     def save_checkpoint(self, run_id: str, checkpoint: str) -> None:
         self._queue.put(("checkpoint", run_id, checkpoint))
@@ -603,8 +603,9 @@ def _apply(
     for op in batch:
         kind = op[0]
         if kind == "event":
-            _, run_id, ordinal, seq, invocation, idx, blob, terminal = op
-            events.append((ordinal, seq, invocation, idx, blob))
+            _, run_id, ordinal, event, invocation, idx, terminal = op
+            seq = event.sequence
+            events.append((ordinal, seq, invocation, idx, event.wire))
             committed[run_id] = (seq, terminal)
         elif kind == "update":
             updates[op[1]] = op

@@ -64,6 +64,21 @@ async def test_late_subscriber_gets_the_whole_history(served: Served) -> None:
     assert len(events) == resp.run.last_sequence
 
 
+async def test_events_nobody_reads_are_never_encoded(served: Served) -> None:
+    resp = await served.stub.RunWorkflow(req("echo", _wait=True, message="hi"))
+    store = served.server.manager.store
+    if store.durable:
+        pytest.skip("the SQLite store's writer encodes every event to store it")
+    logged = list(store._logs[resp.run.run_id].events)  # type: ignore[attr-defined]
+    assert len(logged) == resp.run.last_sequence == 4
+    assert all(e._wire is None for e in logged)
+    events = await served.events(resp.run.run_id)  # read at last: encoded now
+    check_complete(events, resp.run.run_id)
+    assert events[0].data.fields["message"].string_value == "hi"
+    assert events[-1].data.fields["result"].string_value == "hi"
+    assert all(e._wire is not None for e in logged)
+
+
 async def test_after_sequence_replays_the_rest_then_follows_live(served: Served) -> None:
     run = await served.start("ticker", count=6, interval_ms=20)
     stream = served.stub.StreamEvents(pb.StreamEventsRequest(run_id=run.run_id))

@@ -4,6 +4,7 @@ protobuf API would build from the same values."""
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -221,3 +222,43 @@ def test_a_result_field_is_the_data_field_of_the_result() -> None:
         from_value = wire.result_field(convert.to_value(result).SerializeToString())
         from_dict = wire.data_field({"result": result})
         assert pb.WorkflowEvent.FromString(from_value) == pb.WorkflowEvent.FromString(from_dict)
+
+
+def _fields_of(sequence: int) -> wire.EventFields:
+    data = wire.data_field({"n": sequence})
+    return (
+        wire.run_id_field("r1"),
+        sequence,
+        4,
+        "Progress",
+        "tick",
+        data,
+        1_764_000_000 + sequence,
+    )
+
+
+def test_a_lazy_event_is_encoded_once_when_first_read() -> None:
+    fields = _fields_of(3)
+    event = wire.LoggedEvent.lazy(fields)
+    assert (event.sequence, event.kind) == (3, 4)
+    first = event.wire
+    assert first == wire.encode_event(*fields)
+    assert event.wire is first  # kept, not encoded again
+    plain = wire.LoggedEvent(3, 4, first)
+    assert plain.wire is first
+
+
+def test_threads_reading_a_lazy_event_at_once_get_the_same_bytes() -> None:
+    events = [wire.LoggedEvent.lazy(_fields_of(n)) for n in range(1, 20_001)]
+    seen: list[list[bytes]] = [[], []]
+
+    def read(out: list[bytes]) -> None:
+        out.extend(e.wire for e in events)
+
+    threads = [threading.Thread(target=read, args=(out,)) for out in seen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = [wire.encode_event(*_fields_of(n)) for n in range(1, 20_001)]
+    assert seen[0] == expected and seen[1] == expected
