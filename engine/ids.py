@@ -9,10 +9,10 @@ import time
 _RAND_B = (1 << 62) - 1
 _BATCH = 256  # ids' worth of randomness read from the OS at a time
 
-# Random 80-bit numbers read from the OS a batch at a time. os.urandom lets go of the GIL
-# around its system call, and a busy server's other threads then take it: one read per id
-# made every run start wait for the GIL. deque.popleft is atomic, so threads never share a
-# number; a forked child drops its parent's.
+# Random 80-bit numbers read from the OS a batch at a time: each os.urandom is a system
+# call, made with the GIL let go, so one per id cost every run start a trip to the kernel
+# and a chance to lose the GIL to another thread. deque.popleft is atomic, so threads never
+# share a number; a forked child drops its parent's.
 _pool: collections.deque[int] = collections.deque()
 os.register_at_fork(after_in_child=_pool.clear)
 
