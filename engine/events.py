@@ -82,7 +82,10 @@ class StopEvent(Event):
     result: Any = None
 
     def __init__(self, result: Any = None, **kwargs: Any) -> None:
-        super().__init__(result=result, **kwargs)
+        # BaseModel.__init__ does just this, one call and one copy of the fields later:
+        # a run builds one StopEvent, often from a one-line step.
+        kwargs["result"] = result
+        self.__pydantic_validator__.validate_python(kwargs, self_instance=self)
 
 
 class InputRequiredEvent(Event):

@@ -230,7 +230,8 @@ class Run:
             # tasks of the run ready, this waits its turn behind them in a task of its own.
             self.handoff = work
             return
-        self.tasks[work] = self.loop.create_task(self._invoke(work))
+        # Named after the run: a task left unnamed formats a "Task-N" name of its own.
+        self.tasks[work] = self.loop.create_task(self._invoke(work), name=self.run_id)
 
     async def _invoke(self, work: Work) -> None:
         # The task's own bookkeeping happens here rather than in a done callback, which

@@ -54,6 +54,7 @@ class ActiveRun(RunListener):
         "run_id",
         "run_id_field",
         "seen",
+        "sequence",
         "settled",
         "slot",
         "store",
@@ -79,8 +80,9 @@ class ActiveRun(RunListener):
         self.input_field = input_field
         self.store = manager.store
         self.run = run
-        self.run_id = run.run_id
-        self.run_id_field = run_id_field(run.run_id)  # the start of every event's bytes
+        self.run_id = run_id = run.run_id
+        self.run_id_field = run_id_field(run_id)  # the start of every event's bytes
+        self.sequence = run.last_sequence  # the record's, kept here too: read for every event
         self.handler: WorkflowHandler | None = None
         self.settled = False  # ended (or left to the next server), its record durable
         self.waiters: list[asyncio.Future[None]] | None = None  # see until_ended
@@ -101,7 +103,7 @@ class ActiveRun(RunListener):
         self.event_counts: Mapping[int, EventCount] | None = None
         if manager.observers:
             self.observers, self.event_counts = observe_run(
-                manager.observers, run.run_id, run.workflow, resumed
+                manager.observers, run_id, run.workflow, resumed
             )
 
     def _emit(
@@ -116,7 +118,7 @@ class ActiveRun(RunListener):
         if self.detached:
             return
         run = self.run
-        sequence = run.last_sequence + 1
+        sequence = self.sequence = self.sequence + 1
         run.last_sequence = sequence
         event = LoggedEvent.lazy(
             (self.run_id_field, sequence, kind, type_name, step, data, time.time_ns())
@@ -149,14 +151,15 @@ class ActiveRun(RunListener):
             None,
             data_field(self.input) if self.input_field is None else self.input_field,
         )
-        logs.event(
-            log,
-            logging.INFO,
-            "run_started",
-            run_id=self.run.run_id,
-            workflow=self.run.workflow,
-            trace_id=self.trace_id,
-        )
+        if log.isEnabledFor(logging.INFO):  # see run_finished
+            logs.event(
+                log,
+                logging.INFO,
+                "run_started",
+                run_id=self.run.run_id,
+                workflow=self.run.workflow,
+                trace_id=self.trace_id,
+            )
 
     def step_started(
         self, run: WorkflowHandler, step: str, invocation: int, attempt: int, event: Event
@@ -180,7 +183,8 @@ class ActiveRun(RunListener):
     ) -> None:
         self.unsaved += duration
         text = None if error is None else f"{type(error).__name__}: {error}"
-        data = step_data(attempt, invocation, round(duration * 1000, 3), text)
+        # Whole microseconds over 1000: round(x, 3) gives the same, by way of a decimal string.
+        data = step_data(attempt, invocation, round(duration * 1e6) / 1000, text)
         type_name = type(result).__name__ if result is not None else ""
         self._emit(pb.EVENT_KIND_STEP_FINISHED, type_name, step, data)
         for observer in self.observers:
@@ -289,14 +293,18 @@ class ActiveRun(RunListener):
             data = data_field({"type": type(error).__name__, "message": str(error), "step": step})
             type_name = type(error).__name__
         self._emit(convert.TERMINAL_KIND[status], type_name, None, data, terminal=True)
-        self._release(status.value)
+        self._release(str(status))  # the StrEnum's value, without its slow .value
+        # Checked here, not only inside logs.event: gathering a line's fields (keyword
+        # arguments, the protobuf reads) costs more than the rest of this method.
+        if not log.isEnabledFor(logging.INFO):
+            return
         logs.event(
             log,
             logging.INFO,
             "run_ended",
             run_id=record.run_id,
             workflow=record.workflow,
-            status=status.value,
+            status=str(status),
             duration_ms=round((time.perf_counter() - self.began) * 1000, 1),
             error=str(error) if error is not None else None,
             step=record.error.step or None,
@@ -356,4 +364,4 @@ class ActiveRun(RunListener):
         record.error.CopyFrom(pb.RunError(type=error_type, message=reason))
         data = {"type": error_type, "message": reason, "step": ""}
         self._emit(convert.TERMINAL_KIND[status], error_type, None, data_field(data), terminal=True)
-        self._release(status.value)
+        self._release(str(status))  # the StrEnum's value, without its slow .value

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from engine import (
@@ -125,23 +126,27 @@ class RunManager:
     async def start(self, req: pb.RunWorkflowRequest, trace_id: str | None = None) -> pb.Run:
         """Start a run (or return the one ``req.run_id`` already names); ``trace_id`` is
         the caller's, for log lines."""
-        wf = self.workflow(req.workflow)
+        # Each field is read once: every read of a protobuf field makes a new Python object.
+        name = req.workflow
+        wf = self.workflow(name)
+        request_input = req.input
         # The input serialized once: its size is checked, it makes the fingerprint and, as
         # it is, the RUN_STARTED event's data.
-        fingerprint, raw_input = _fingerprint(req)
+        fingerprint, raw_input = _fingerprint(name, request_input)
         self._check_size("input", len(raw_input))
         timeout = self._timeout(req)
-        data = convert.struct_to_dict(req.input)
-        if req.run_id:
-            if not _RUN_ID.match(req.run_id):
+        data = convert.struct_to_dict(request_input)
+        run_id = req.run_id
+        if run_id:
+            if not _RUN_ID.match(run_id):
                 raise InvalidArgumentError(
                     "run_id",
                     "use 1-128 letters, digits, '.', '_', ':' or '-', "
                     "starting with a letter or digit",
                 )
-            existing = await self.store.get_run(req.run_id)
+            existing = await self.store.get_run(run_id)
             if existing is not None:
-                return self._same_run(existing, fingerprint, req.workflow, data)
+                return self._same_run(existing, fingerprint, name, data)
         if not self.accepting:
             raise ShuttingDownError("the server is shutting down and takes no new runs")
         if len(self.active) >= self.max_concurrent_runs:
@@ -153,18 +158,17 @@ class RunManager:
         try:
             start_event = wf.build_start_event(data)
         except EventValidationError as e:
-            raise InvalidDataError("input", e, reason="INPUT_INVALID", workflow=req.workflow) from e
-        key = self._concurrency_key(req.labels)
+            raise InvalidDataError("input", e, reason="INPUT_INVALID", workflow=name) from e
+        labels = req.labels
+        key = None if self.keys is None else self._concurrency_key(labels)
         slot = key is not None and self.keys is not None and self.keys.try_acquire(key)
         if key is not None and not slot and self.key_overflow is Overflow.REJECT:
             raise KeyBusyError(key, self.keys.limit if self.keys else 0)
-        run = pb.Run(
-            run_id=req.run_id or new_run_id(), workflow=req.workflow, status=pb.RUN_STATUS_PENDING
-        )
+        run = pb.Run(run_id=run_id or new_run_id(), workflow=name, status=pb.RUN_STATUS_PENDING)
         # From the bytes at hand: half the cost of copying the request's Struct.
         run.input.MergeFromString(raw_input)
-        if req.labels:  # an empty map costs as much to pass as the rest of the Run
-            run.labels.update(req.labels)
+        if labels:  # an empty map costs as much to pass as the rest of the Run
+            run.labels.update(labels)
         convert.stamp(run.created_at)
         if timeout is not None:
             run.timeout.FromNanoseconds(int(timeout * 1e9))
@@ -177,12 +181,12 @@ class RunManager:
         if raced is not None:
             if slot and key is not None:
                 self._pass_slot(key)
-            return self._same_run(raced, fingerprint, req.workflow, data)
+            return self._same_run(raced, fingerprint, name, data)
         active = ActiveRun(
             self, run, data, trace_id=trace_id, input_field=wire.struct_field(raw_input)
         )
         active.key = key
-        self.active[run.run_id] = active
+        self.active[active.run_id] = active
         if key is None or slot:
             active.slot = slot
             self._launch(active, wf, start_event, None, timeout)
@@ -194,8 +198,8 @@ class RunManager:
                 log,
                 logging.INFO,
                 "run_queued",
-                run_id=run.run_id,
-                workflow=run.workflow,
+                run_id=active.run_id,
+                workflow=name,
                 concurrency_key=key,
                 ahead=ahead,
                 trace_id=trace_id,
@@ -227,11 +231,10 @@ class RunManager:
     ) -> None:
         """Hand the run to the engine, with the events sent to it while it waited."""
         pending, active.queued = active.queued, None
-        run = active.run
         active.handler = wf.start_run(
             start_event,
             ctx=ctx,
-            run_id=run.run_id,
+            run_id=active.run_id,
             listener=active,
             timeout=timeout,
             retain_stream=False,
@@ -560,12 +563,12 @@ def _status_name(status: int) -> str:
     return pb.RunStatus.Name(status).removeprefix("RUN_STATUS_")  # type: ignore[arg-type]
 
 
-def _fingerprint(req: pb.RunWorkflowRequest) -> tuple[str, bytes]:
+def _fingerprint(workflow: str, input: struct_pb2.Struct) -> tuple[str, bytes]:
     """What makes two starts of a run the same, the workflow and the input, and the input's
     serialization it is made from: deterministic, which writes map keys sorted, so equal
     inputs give equal bytes whatever order their keys came in."""
-    raw_input = req.input.SerializeToString(deterministic=True)
-    return req.workflow + "\n" + raw_input.hex(), raw_input
+    raw_input = input.SerializeToString(deterministic=True)
+    return workflow + "\n" + raw_input.hex(), raw_input
 
 
 def _json_fingerprint(workflow: str, data: dict[str, Any]) -> str:

@@ -20,12 +20,13 @@ class MemoryStore(Store):
         self._ended: deque[tuple[int, str]] = deque()  # (ended at, run_id), oldest first
 
     async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
-        existing = self._runs.get(run.run_id)
+        run_id = run.run_id
+        existing = self._runs.get(run_id)
         if existing is not None:
             return existing
         self._ordinal += 1
-        self._runs[run.run_id] = StoredRun(run, fingerprint, self._ordinal)
-        self._logs[run.run_id] = RunLog()
+        self._runs[run_id] = StoredRun(run, fingerprint, self._ordinal)
+        self._logs[run_id] = RunLog()
         return None
 
     async def get_run(self, run_id: str) -> StoredRun | None:

@@ -250,16 +250,17 @@ class SqliteStore(Store):
 
     async def insert_run(self, run: pb.Run, fingerprint: str) -> StoredRun | None:
         self._check()
-        existing = self._live.get(run.run_id)
+        run_id = run.run_id
+        existing = self._live.get(run_id)
         if existing is not None:
             return existing
         self._ordinal += 1
-        stored = self._live[run.run_id] = StoredRun(run, fingerprint, self._ordinal)
-        self._logs[run.run_id] = _Log(stored.ordinal, 0)
+        stored = self._live[run_id] = StoredRun(run, fingerprint, self._ordinal)
+        self._logs[run_id] = _Log(stored.ordinal, 0)
         self._queue.put(
             (
                 "insert",
-                run.run_id,
+                run_id,
                 stored.ordinal,
                 run.workflow,
                 run.status,

@@ -107,6 +107,19 @@ def test_stop_event_result_and_extra_fields() -> None:
     assert ev.result == {"k": [1, 2]}
     assert ev.reason == "done"
     assert ev.score == 0.5
+    assert StopEvent(result=1).model_fields_set == {"result"}
+
+
+class ScoredStop(StopEvent):
+    score: int
+
+
+def test_stop_event_subclass_fields_are_validated() -> None:
+    assert ScoredStop("r", score="2").score == 2  # type: ignore[arg-type]  # coerced
+    with pytest.raises(ValidationError):
+        ScoredStop(result="r", score="many")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ScoredStop(result="r")  # type: ignore[call-arg]
 
 
 async def test_run_kwargs_become_start_event_fields() -> None:

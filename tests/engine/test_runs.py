@@ -286,3 +286,16 @@ async def test_a_finished_run_is_freed_without_the_cycle_collector() -> None:
         del handler, ctx
     ours = (Run, Work, Context, WorkflowHandler, RecordingListener)
     assert [type(o).__name__ for o in garbage if isinstance(o, ours)] == []
+
+
+async def test_a_runs_tasks_carry_its_run_id_as_their_name() -> None:
+    """What ``asyncio.all_tasks()`` and debuggers show for a run's steps."""
+
+    class Named(Workflow):
+        @step
+        async def only(self, ev: StartEvent) -> StopEvent:
+            task = asyncio.current_task()
+            assert task is not None
+            return StopEvent(result=task.get_name())
+
+    assert await Named().start_run(run_id="run-42") == "run-42"

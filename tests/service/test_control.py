@@ -171,11 +171,15 @@ def test_the_same_input_in_any_key_order_is_the_same_start() -> None:
         pb.RunWorkflowRequest(workflow="ticker", input=_in_order(d)) for d in (forward, backward)
     )
     assert one.input == two.input
-    assert _fingerprint(one)[0] == _fingerprint(two)[0]
+
+    def fingerprint(req: pb.RunWorkflowRequest) -> str:
+        return _fingerprint(req.workflow, req.input)[0]
+
+    assert fingerprint(one) == fingerprint(two)
     other = pb.RunWorkflowRequest(workflow="ticker", input=struct(count=3, interval_ms=0))
-    assert _fingerprint(other)[0] != _fingerprint(one)[0]
+    assert fingerprint(other) != fingerprint(one)
     elsewhere = pb.RunWorkflowRequest(workflow="echo", input=one.input)
-    assert _fingerprint(elsewhere)[0] != _fingerprint(one)[0]
+    assert fingerprint(elsewhere) != fingerprint(one)
 
 
 async def test_concurrent_starts_with_one_run_id_make_one_run(served: Served) -> None:
