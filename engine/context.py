@@ -31,12 +31,15 @@ class Context:
     def __init__(self, workflow: Workflow | None = None) -> None:
         self._workflow = workflow
         self._run: Run | None = None
-        self._store = StateStore()
+        self._store: StateStore | None = None  # made on first use: most runs never use it
         self._checkpoint: dict[str, Any] | None = None
 
     @property
     def store(self) -> StateStore:
-        return self._store
+        store = self._store
+        if store is None:
+            store = self._store = StateStore()
+        return store
 
     @property
     def run_id(self) -> str | None:
