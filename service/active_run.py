@@ -134,14 +134,7 @@ class ActiveRun(RunListener):
         self.run.status = pb.RUN_STATUS_RUNNING
         if self.resumed and self.run.last_sequence:
             self.store.update_run(self.run)
-            logs.event(
-                log,
-                logging.INFO,
-                "run_resumed",
-                run_id=self.run.run_id,
-                workflow=self.run.workflow,
-                after_sequence=self.run.last_sequence,
-            )
+            self._log_run("run_resumed", after_sequence=self.run.last_sequence)
             return
         convert.stamp(self.run.started_at)
         self.store.update_run(self.run)
@@ -152,14 +145,13 @@ class ActiveRun(RunListener):
             data_field(self.input) if self.input_field is None else self.input_field,
         )
         if log.isEnabledFor(logging.INFO):  # see run_finished
-            logs.event(
-                log,
-                logging.INFO,
-                "run_started",
-                run_id=self.run.run_id,
-                workflow=self.run.workflow,
-                trace_id=self.trace_id,
-            )
+            self._log_run("run_started", trace_id=self.trace_id)
+
+    def _log_run(self, what: str, **fields: Any) -> None:
+        """An INFO line about this run: its id and workflow, then ``fields``."""
+        logs.event(
+            log, logging.INFO, what, run_id=self.run_id, workflow=self.run.workflow, **fields
+        )
 
     def step_started(
         self, run: WorkflowHandler, step: str, invocation: int, attempt: int, event: Event
