@@ -25,7 +25,7 @@ from . import convert, logs
 from ._pb import workflow_pb2 as pb
 from .errors import ResultTooLargeError
 from .observer import EventCount, RunObserver, observe_run
-from .wire import LoggedEvent, data_field, result_field, run_id_field, step_data
+from .wire import LoggedEvent, StepData, data_field, result_field, run_id_field
 
 if TYPE_CHECKING:
     from .runs import RunManager
@@ -111,7 +111,7 @@ class ActiveRun(RunListener):
         kind: pb.EventKind.ValueType,
         type_name: str,
         step: str | None,
-        data: bytes,
+        data: bytes | StepData,
         terminal: bool = False,
         key: tuple[int, int] = (0, 0),
     ) -> None:
@@ -156,7 +156,8 @@ class ActiveRun(RunListener):
     def step_started(
         self, run: WorkflowHandler, step: str, invocation: int, attempt: int, event: Event
     ) -> None:
-        data = step_data(attempt, invocation)
+        # Encoded with the rest of the event, when it is first read (see wire.LoggedEvent).
+        data: StepData = (attempt, invocation, None, None)
         self._emit(pb.EVENT_KIND_STEP_STARTED, type(event).__name__, step, data)
         for observer in self.observers:
             observer.step_started(step, invocation, attempt)
@@ -176,7 +177,7 @@ class ActiveRun(RunListener):
         self.unsaved += duration
         text = None if error is None else f"{type(error).__name__}: {error}"
         # Whole microseconds over 1000: round(x, 3) gives the same, by way of a decimal string.
-        data = step_data(attempt, invocation, round(duration * 1e6) / 1000, text)
+        data: StepData = (attempt, invocation, round(duration * 1e6) / 1000, text)
         type_name = type(result).__name__ if result is not None else ""
         self._emit(pb.EVENT_KIND_STEP_FINISHED, type_name, step, data)
         for observer in self.observers:

@@ -107,8 +107,12 @@ class LoggedEvent:
         return f"LoggedEvent(sequence={self.sequence}, kind={self.kind})"
 
 
-# encode_event's arguments: run_id field, sequence, kind, type, step, data field, time (ns).
-EventFields = tuple[bytes, int, int, str, "str | None", bytes, int]
+# step_data's arguments: attempt, invocation, then for a finished step its duration in
+# milliseconds and its error, if any.
+StepData = tuple[int, int, "float | None", "str | None"]
+# encode_event's arguments: run_id field, sequence, kind, type, step, data field (or
+# StepData), time (ns).
+EventFields = tuple[bytes, int, int, str, "str | None", "bytes | StepData", int]
 _new_object = object.__new__
 
 
@@ -181,13 +185,15 @@ def encode_event(
     kind: int,
     type_name: str,
     step: str | None,
-    data: bytes,
+    data: bytes | StepData,
     time_ns: int,
 ) -> bytes:
     """A serialized ``WorkflowEvent``; ``data`` is its encoded ``data`` field, from
-    ``data_field`` or ``step_data`` (empty for none)."""
+    ``data_field`` (empty for none), or the arguments of ``step_data`` that make it."""
     # This runs for every event of every run: what recurs is cached, small numbers are
     # looked up, and fields go in whatever order is cheapest (a parser takes any order).
+    if isinstance(data, tuple):  # a step's start or finish, encoded only when read like the rest
+        data = step_data(*data)
     header = _HEADERS.get((kind, type_name, step))
     if header is None:
         header = _header(kind, type_name, step)

@@ -191,6 +191,16 @@ def test_step_data_is_the_data_field_of_its_dict() -> None:
     }
 
 
+def test_a_step_events_data_given_as_step_data_arguments_is_encoded_with_the_event() -> None:
+    """``_emit`` hands a step's start and finish over as ``step_data``'s arguments; the
+    event's bytes are those of the encoded field, lazily or not."""
+    for args in [(1, 3, None, None), (2, 128, 0.25, None), (1, 1, 12.5, "KeyError: 'x'")]:
+        fields = (wire.run_id_field("r1"), 5, pb.EVENT_KIND_STEP_FINISHED, "E", "s", args, 7)
+        expected = wire.encode_event(*fields[:5], wire.step_data(*args), 7)
+        assert wire.encode_event(*fields) == expected
+        assert wire.LoggedEvent.lazy(fields).wire == expected
+
+
 def test_a_run_response_parses_to_the_response_holding_the_run() -> None:
     run = pb.Run(run_id="r1", workflow="echo", status=pb.RUN_STATUS_SUCCEEDED, last_sequence=4)
     run.input.update({"message": "é" * 100})  # a run longer than one varint byte
