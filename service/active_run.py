@@ -176,7 +176,8 @@ class ActiveRun(RunListener):
     ) -> None:
         self.unsaved += duration
         text = None if error is None else f"{type(error).__name__}: {error}"
-        # Whole microseconds over 1000: round(x, 3) gives the same, by way of a decimal string.
+        # Milliseconds to three places as whole microseconds over 1000: round(x, 3) would
+        # go through a decimal string.
         data: StepData = (attempt, invocation, round(duration * 1e6) / 1000, text)
         type_name = type(result).__name__ if result is not None else ""
         self._emit(pb.EVENT_KIND_STEP_FINISHED, type_name, step, data)
