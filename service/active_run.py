@@ -134,7 +134,7 @@ class ActiveRun(RunListener):
         self.run.status = pb.RUN_STATUS_RUNNING
         if self.resumed and self.run.last_sequence:
             self.store.update_run(self.run)
-            self._log_run("run_resumed", after_sequence=self.run.last_sequence)
+            self._log_run(logging.INFO, "run_resumed", after_sequence=self.run.last_sequence)
             return
         convert.stamp(self.run.started_at)
         self.store.update_run(self.run)
@@ -145,13 +145,11 @@ class ActiveRun(RunListener):
             data_field(self.input) if self.input_field is None else self.input_field,
         )
         if log.isEnabledFor(logging.INFO):  # see run_finished
-            self._log_run("run_started", trace_id=self.trace_id)
+            self._log_run(logging.INFO, "run_started", trace_id=self.trace_id)
 
-    def _log_run(self, what: str, **fields: Any) -> None:
-        """An INFO line about this run: its id and workflow, then ``fields``."""
-        logs.event(
-            log, logging.INFO, what, run_id=self.run_id, workflow=self.run.workflow, **fields
-        )
+    def _log_run(self, level: int, what: str, **fields: Any) -> None:
+        """A line about this run: its id and workflow, then ``fields``."""
+        logs.event(log, level, what, run_id=self.run_id, workflow=self.run.workflow, **fields)
 
     def step_started(
         self, run: WorkflowHandler, step: str, invocation: int, attempt: int, event: Event
@@ -195,12 +193,9 @@ class ActiveRun(RunListener):
         attempt: int,
         error: str | None = None,
     ) -> None:
-        logs.event(
-            log,
+        self._log_run(
             level,
             what,
-            run_id=self.run.run_id,
-            workflow=self.run.workflow,
             step=step,
             invocation=invocation,
             attempt=attempt,
@@ -240,15 +235,7 @@ class ActiveRun(RunListener):
             # encoded after every completed step.
             text = to_json(handler.ctx.to_dict()).decode()
         except (CheckpointError, TypeError, ValueError) as e:
-            logs.event(
-                log,
-                logging.ERROR,
-                "checkpoint_failed",
-                run_id=self.run.run_id,
-                workflow=self.run.workflow,
-                error=str(e),
-                trace_id=self.trace_id,
-            )
+            self._log_run(logging.ERROR, "checkpoint_failed", error=str(e), trace_id=self.trace_id)
             return
         self.store.save_checkpoint(self.run.run_id, text)
 
@@ -292,12 +279,9 @@ class ActiveRun(RunListener):
         # arguments, the protobuf reads) costs more than the rest of this method.
         if not log.isEnabledFor(logging.INFO):
             return
-        logs.event(
-            log,
+        self._log_run(
             logging.INFO,
             "run_ended",
-            run_id=record.run_id,
-            workflow=record.workflow,
             status=str(status),
             duration_ms=round((time.perf_counter() - self.began) * 1000, 1),
             error=str(error) if error is not None else None,
@@ -341,14 +325,7 @@ class ActiveRun(RunListener):
     def abandon(self, reason: str) -> None:
         """End a run that cannot be resumed as FAILED, saying why."""
         self.end_unstarted(RunStatus.FAILED, "ServerRestartedError", reason)
-        logs.event(
-            log,
-            logging.WARNING,
-            "run_abandoned",
-            run_id=self.run.run_id,
-            workflow=self.run.workflow,
-            reason=reason,
-        )
+        self._log_run(logging.WARNING, "run_abandoned", reason=reason)
 
     def end_unstarted(self, status: RunStatus, error_type: str, reason: str) -> None:
         """End a run the engine is not running (queued, or not resumable) with ``status``."""
